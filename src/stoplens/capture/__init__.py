@@ -1,0 +1,1 @@
+"""Capture: hook installation (hooks) and batched activation extraction (extract)."""

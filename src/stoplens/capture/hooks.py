@@ -1,0 +1,179 @@
+"""Forward hooks on the real Hugging Face modules: installed by one context manager that
+always removes them, and small factories that return the hook closures.
+
+Owns: `add_hooks`, reading/replacing the hidden-state tensor in a module's inputs/outputs,
+and the hook factories for capture, directional ablation, activation addition and patching.
+Must not: know module names (ask `stoplens.models.arch`), run models, or compute statistics.
+
+All hooks are registered with ``with_kwargs=True``:
+    pre-hook:  fn(module, args, kwargs) -> None | (args, kwargs)
+    hook:      fn(module, args, kwargs, output) -> None | output
+Hidden states have shape [batch, seq, d_model].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from stoplens.models import arch
+
+PreHook = Callable[[nn.Module, tuple, dict], Any]
+Hook = Callable[[nn.Module, tuple, dict, Any], Any]
+
+
+@contextmanager
+def add_hooks(
+    pre_hooks: Sequence[tuple[nn.Module, PreHook]] = (),
+    hooks: Sequence[tuple[nn.Module, Hook]] = (),
+) -> Iterator[None]:
+    """Install forward pre-hooks and forward hooks; remove every one on exit, even on error."""
+    handles = []
+    try:
+        for module, fn in pre_hooks:
+            handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+        for module, fn in hooks:
+            handles.append(module.register_forward_hook(fn, with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --- reading and replacing the hidden-state tensor ---------------------------------------
+
+
+def input_hidden(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden-state tensor a module was called with (first positional or `hidden_states`)."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0]
+    hs = kwargs.get("hidden_states")
+    if not isinstance(hs, torch.Tensor):
+        raise RuntimeError("hook: module was called without a hidden_states tensor")
+    return hs
+
+
+def with_input_hidden(args: tuple, kwargs: dict, new: torch.Tensor) -> tuple[tuple, dict]:
+    """(args, kwargs) with the hidden-state input replaced by ``new``."""
+    if args and isinstance(args[0], torch.Tensor):
+        return (new, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": new}
+
+
+def output_hidden(output: Any) -> torch.Tensor:
+    """The hidden-state tensor in a module's output (a tensor, or the first element of a tuple)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    hs = getattr(output, "last_hidden_state", None)
+    if isinstance(hs, torch.Tensor):
+        return hs
+    raise RuntimeError(f"hook: cannot find a hidden-state tensor in output of type {type(output)}")
+
+
+def with_output_hidden(output: Any, new: torch.Tensor) -> Any:
+    """``output`` with its hidden-state tensor replaced by ``new``."""
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    if isinstance(output, list):
+        return [new, *output[1:]]
+    raise RuntimeError(f"hook: cannot replace hidden state in output of type {type(output)}")
+
+
+# --- generic editing hooks ------------------------------------------------------------------
+
+Edit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def edit_input(edit: Edit) -> PreHook:
+    """Pre-hook that replaces the module's hidden-state input x by ``edit(x)``."""
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return with_input_hidden(args, kwargs, edit(input_hidden(args, kwargs)))
+
+    return hook
+
+
+def edit_output(edit: Edit) -> Hook:
+    """Forward hook that replaces the module's hidden-state output y by ``edit(y)``."""
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        return with_output_hidden(output, edit(output_hidden(output)))
+
+    return hook
+
+
+# --- the science edits ------------------------------------------------------------------------
+
+
+def ablation_edit(direction: torch.Tensor) -> Edit:
+    """x -> x - (x . r_hat) r_hat, at every position. ``direction``: [d_model], any norm."""
+    r = direction.detach().float()
+    r_hat = r / r.norm().clamp_min(1e-12)
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        rh = r_hat.to(device=x.device)
+        xf = x.float()
+        return (xf - (xf @ rh).unsqueeze(-1) * rh).to(x.dtype)
+
+    return edit
+
+
+def addition_edit(vector: torch.Tensor, positions: torch.Tensor | None = None) -> Edit:
+    """x -> x + v at every position (or only at ``positions``: bool mask [batch, seq])."""
+    v = vector.detach()
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        vv = v.to(device=x.device, dtype=x.dtype)
+        if positions is None:
+            return x + vv
+        mask = positions.to(device=x.device, dtype=x.dtype).unsqueeze(-1)
+        return x + mask * vv
+
+    return edit
+
+
+def patch_edit(source: torch.Tensor, mask: torch.Tensor) -> Edit:
+    """x -> where(mask, source, x). ``source``: [batch, seq, d]; ``mask``: bool [batch, seq]."""
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        m = mask.to(x.device).unsqueeze(-1)
+        return torch.where(m, source.to(device=x.device, dtype=x.dtype), x)
+
+    return edit
+
+
+def directional_ablation_hooks(
+    model: nn.Module, direction: torch.Tensor
+) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
+    """Hooks that project ``direction`` out of every block input, attention output and MLP
+    output, at all positions (Arditi et al.'s directional ablation). Use with `add_hooks`."""
+    edit = ablation_edit(direction)
+    pre = [(block, edit_input(edit)) for block in arch.get_blocks(model)]
+    post: list[tuple[nn.Module, Hook]] = []
+    for layer in range(arch.n_layers(model)):
+        post.append((arch.get_attn(model, layer), edit_output(edit)))
+        post.append((arch.get_mlp(model, layer), edit_output(edit)))
+    return pre, post
+
+
+
+
+def residual_edit_hooks(
+    model: nn.Module, layer: int, edit: Edit
+) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
+    """Hooks that apply ``edit`` to residual[layer] (see `stoplens.models.arch` for indexing):
+    the input of block ``layer`` for layer < L, the output of the last block for layer == L."""
+    L = arch.n_layers(model)
+    if not 0 <= layer <= L:
+        raise ValueError(f"layer {layer} out of range 0..{L}")
+    if layer < L:
+        return [(arch.get_blocks(model)[layer], edit_input(edit))], []
+    return [], [(arch.get_blocks(model)[L - 1], edit_output(edit))]

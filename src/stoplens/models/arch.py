@@ -1,0 +1,181 @@
+"""The ONLY module that knows where things live inside a Hugging Face decoder-only model.
+
+Everything else asks here for the decoder blocks, the final norm, the unembedding, the input
+embedding and the attention / MLP submodules of a block. Families are looked up by
+``config.model_type`` in one table; an unknown type falls back to the two common layouts and,
+if neither fits, raises :class:`UnsupportedArchitectureError` naming what is missing.
+
+Conventions used across stoplens (residual stream indexing):
+    residual[l] for l in 0..L is the input to block l (l < L) and the output of the last block,
+    *before* the final norm, for l = L. So residual[0] is the embedding output and residual[L]
+    is what the final norm receives. (HF's ``hidden_states[-1]`` is after the final norm for
+    Llama/Qwen-style models; stoplens never uses it.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from stoplens.errors import UnsupportedArchitectureError
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Attribute paths (dotted, from the *CausalLM* module) of one architecture family."""
+
+    blocks: str
+    final_norm: str
+    attn: str  # attribute of a block
+    mlp: str  # attribute of a block
+    parallel_residual: bool = False  # attention and MLP read the same block input (NeoX, Phi-1/2)
+
+
+_LLAMA_LIKE = ArchSpec(blocks="model.layers", final_norm="model.norm", attn="self_attn", mlp="mlp")
+
+ARCH_TABLE: dict[str, ArchSpec] = {
+    **{
+        t: _LLAMA_LIKE
+        for t in (
+            "qwen2",
+            "qwen3",
+            "qwen2_moe",
+            "qwen3_moe",
+            "llama",
+            "mistral",
+            "mixtral",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "phi3",
+            "olmo",
+            "olmo2",
+            "granite",
+            "smollm3",
+        )
+    },
+    "phi": ArchSpec(
+        blocks="model.layers",
+        final_norm="model.final_layernorm",
+        attn="self_attn",
+        mlp="mlp",
+        parallel_residual=True,
+    ),
+    "gpt2": ArchSpec(blocks="transformer.h", final_norm="transformer.ln_f", attn="attn", mlp="mlp"),
+    "gpt_neox": ArchSpec(
+        blocks="gpt_neox.layers",
+        final_norm="gpt_neox.final_layer_norm",
+        attn="attention",
+        mlp="mlp",
+        parallel_residual=True,
+    ),
+}
+
+_FALLBACKS = (
+    _LLAMA_LIKE,
+    ArchSpec(blocks="transformer.h", final_norm="transformer.ln_f", attn="attn", mlp="mlp"),
+)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The underlying transformers CausalLM of a peft wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def _get_path(root: nn.Module, path: str) -> nn.Module | None:
+    obj: object = root
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, nn.Module) else None
+
+
+def _fits(model: nn.Module, spec: ArchSpec) -> bool:
+    blocks = _get_path(model, spec.blocks)
+    return (
+        isinstance(blocks, nn.ModuleList)
+        and len(blocks) > 0
+        and _get_path(model, spec.final_norm) is not None
+        and _get_path(blocks[0], spec.attn) is not None
+        and _get_path(blocks[0], spec.mlp) is not None
+    )
+
+
+def arch_spec(model: nn.Module) -> ArchSpec:
+    """The :class:`ArchSpec` of ``model`` (peft wrappers are unwrapped)."""
+    m = unwrap(model)
+    model_type = getattr(getattr(m, "config", None), "model_type", None)
+    spec = ARCH_TABLE.get(model_type) if model_type else None
+    if spec is not None and _fits(m, spec):
+        return spec
+    for cand in _FALLBACKS:
+        if _fits(m, cand):
+            return cand
+    tried = ", ".join(sorted({s.blocks for s in (*_FALLBACKS, *ARCH_TABLE.values())}))
+    raise UnsupportedArchitectureError(
+        f"unsupported architecture {type(m).__name__} (model_type={model_type!r}): no decoder "
+        f"blocks, final norm, attention and MLP found at the known paths ({tried}); add an entry "
+        "to stoplens.models.arch.ARCH_TABLE"
+    )
+
+
+def get_blocks(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks, in order. Length = number of layers L."""
+    blocks = _get_path(unwrap(model), arch_spec(model).blocks)
+    assert isinstance(blocks, nn.ModuleList)
+    return blocks
+
+
+def get_final_norm(model: nn.Module) -> nn.Module:
+    """The norm applied to the last block's output before the unembedding."""
+    norm = _get_path(unwrap(model), arch_spec(model).final_norm)
+    assert norm is not None
+    return norm
+
+
+def get_attn(model: nn.Module, layer: int) -> nn.Module:
+    """The attention submodule of block ``layer``."""
+    mod = _get_path(get_blocks(model)[layer], arch_spec(model).attn)
+    assert mod is not None
+    return mod
+
+
+def get_mlp(model: nn.Module, layer: int) -> nn.Module:
+    """The MLP submodule of block ``layer``."""
+    mod = _get_path(get_blocks(model)[layer], arch_spec(model).mlp)
+    assert mod is not None
+    return mod
+
+
+def get_unembed(model: nn.Module) -> nn.Module:
+    """The unembedding (LM head); ``weight`` has shape [vocab, d_model]."""
+    head = unwrap(model).get_output_embeddings()
+    if head is None:
+        raise UnsupportedArchitectureError(
+            f"{type(unwrap(model)).__name__} has no output embeddings; stoplens needs a CausalLM head"
+        )
+    return head
+
+
+def get_embed(model: nn.Module) -> nn.Module:
+    """The input token embedding; ``weight`` has shape [vocab_rows, d_model]."""
+    return unwrap(model).get_input_embeddings()
+
+
+def n_layers(model: nn.Module) -> int:
+    """Number of decoder blocks L (residual stream has L + 1 entries)."""
+    return len(get_blocks(model))
+
+
+def d_model(model: nn.Module) -> int:
+    """Width of the residual stream."""
+    return int(get_embed(model).weight.shape[1])
+
+
+def logit_softcap(model: nn.Module) -> float | None:
+    """Final logit soft-capping constant (Gemma 2/3), or None."""
+    cap = getattr(unwrap(model).config, "final_logit_softcapping", None)
+    return float(cap) if cap else None
