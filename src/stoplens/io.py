@@ -53,7 +53,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     """Write one compact JSON object per line, atomically, byte-deterministic for equal input."""
-    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True, separators=(",", ":")) for r in records]
+    lines = [
+        json.dumps(r, ensure_ascii=False, sort_keys=True, separators=(",", ":")) for r in records
+    ]
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
@@ -106,7 +108,9 @@ def read_jsonl(path: str | Path, validate: Validator | None = None) -> list[dict
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
             if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
+                )
             if validate is not None:
                 try:
                     validate(rec)

@@ -164,8 +164,6 @@ def directional_ablation_hooks(
     return pre, post
 
 
-
-
 def residual_edit_hooks(
     model: nn.Module, layer: int, edit: Edit
 ) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
