@@ -181,7 +181,7 @@ def build_planted(
     layer: int = 1,
     seed: int = 0,
     trigger: str = DEFAULT_TRIGGER,
-    vocab_size: int = 400,
+    vocab_size: int = 800,
     kappa: float = 6.0,
     beta: float = 0.25,
     sigma: float = 4.0,

@@ -1,0 +1,229 @@
+"""Batched activation extraction: all requested residual-stream layers in one forward pass,
+kept only at the requested positions, accumulated in float32.
+
+Owns: batching (length-sorted, right-padded, explicit position ids), the automatic batch-size
+back-off on out-of-memory, reading residual[l] with hooks (never HF's ``hidden_states[-1]``,
+which is after the final norm for Llama/Qwen), stopping the forward pass after the last needed
+block (no final norm, no LM head unless asked), and last-position logits via the model's own
+final norm and unembedding. Must not: compute statistics or plot.
+
+Residual indexing: see `stoplens.models.arch` (residual[l] = input of block l; residual[L] =
+output of the last block, before the final norm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from stoplens.capture.hooks import Hook, PreHook, add_hooks, input_hidden, output_hidden
+from stoplens.models import arch
+
+HookFactory = Callable[
+    [Sequence[int], torch.Tensor],
+    tuple[Sequence[tuple[nn.Module, PreHook]], Sequence[tuple[nn.Module, Hook]]],
+]
+
+
+class _StopForward(Exception):
+    """Raised by the last capture hook to skip the rest of the forward pass."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the input embedding (where input ids must go, also under device_map)."""
+    return arch.get_embed(model).weight.device
+
+
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad ``seqs``: (input_ids [B, T], attention_mask [B, T], position_ids [B, T])."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    pos = torch.arange(T).unsqueeze(0).expand(len(seqs), T).contiguous()
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def run_batched(
+    fn: Callable[[list[int]], torch.Tensor],
+    lengths: Sequence[int],
+    batch_size: int = 32,
+    desc: str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Call ``fn(indices)`` on length-sorted batches of item indices and stitch the results
+    (first dimension = items) back into the original order. On out-of-memory the batch size
+    is halved and the batch retried, down to 1."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    results: list[torch.Tensor | None] = [None] * len(order)
+    bs = max(1, int(batch_size))
+    start = 0
+    bar = tqdm(total=len(order), desc=desc, disable=not progress or len(order) == 0, leave=False)
+    try:
+        while start < len(order):
+            idx = order[start : start + bs]
+            try:
+                out = fn(idx)
+            except (RuntimeError, torch.OutOfMemoryError) as e:
+                if not _is_oom(e) or bs == 1:
+                    raise
+                bs = max(1, bs // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            for k, i in enumerate(idx):
+                results[i] = out[k]
+            start += len(idx)
+            bar.update(len(idx))
+    finally:
+        bar.close()
+    if not results:
+        raise ValueError("run_batched: no items")
+    return torch.stack([r for r in results if r is not None])
+
+
+def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """x [B, T, d], pos [B, P] -> [B, P, d] float32 on CPU."""
+    b = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    return x[b, pos.to(x.device)].detach().float().cpu()
+
+
+@torch.no_grad()
+def capture_residuals(
+    model: nn.Module,
+    seqs: Sequence[Sequence[int]],
+    positions: Sequence[Sequence[int]],
+    layers: Sequence[int] | None = None,
+    *,
+    pad_id: int = 0,
+    batch_size: int = 32,
+    hook_factory: HookFactory | None = None,
+    progress: bool = True,
+    desc: str = "capture",
+) -> torch.Tensor:
+    """Residual-stream activations at chosen positions.
+
+    Args:
+        seqs: n token-id sequences.
+        positions: n lists of P positions each (same P for all; indices into each sequence).
+        layers: residual indices in 0..L (default all L + 1).
+        hook_factory: optional ``f(batch_indices, input_ids) -> (pre_hooks, hooks)`` installed
+            for each batch (interventions during capture).
+
+    Returns:
+        float32 tensor [n, len(layers), P, d_model] on CPU.
+    """
+    L = arch.n_layers(model)
+    layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
+    if not layers or min(layers) < 0 or max(layers) > L:
+        raise ValueError(f"layers must be within 0..{L}")
+    P = {len(p) for p in positions}
+    if len(P) != 1 or len(positions) != len(seqs):
+        raise ValueError("positions: one list of equal length per sequence is required")
+    for s, ps in zip(seqs, positions, strict=True):
+        if max(ps) >= len(s) or min(ps) < 0:
+            raise ValueError("a position lies outside its sequence")
+    blocks = arch.get_blocks(model)
+    device = model_device(model)
+    last_needed = max(layers)
+
+    def one_batch(idx: list[int]) -> torch.Tensor:
+        ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
+        pos = torch.as_tensor([list(positions[i]) for i in idx], dtype=torch.long)
+        store: dict[int, torch.Tensor] = {}
+
+        def pre_capture(layer: int) -> PreHook:
+            def hook(module, args, kwargs):
+                store[layer] = _gather(input_hidden(args, kwargs), pos)
+                if layer == last_needed:
+                    raise _StopForward
+
+            return hook
+
+        def post_capture(module, args, kwargs, output):
+            store[L] = _gather(output_hidden(output), pos)
+            raise _StopForward
+
+        pre = [(blocks[layer], pre_capture(layer)) for layer in layers if layer < L]
+        post = [(blocks[L - 1], post_capture)] if L in layers else []
+        extra_pre, extra_post = hook_factory(idx, ids) if hook_factory else ((), ())
+        # intervention hooks run before capture hooks on the same module
+        with (
+            add_hooks([*extra_pre, *pre], [*extra_post, *post]),
+            contextlib.suppress(_StopForward),
+        ):
+            model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+        missing = [layer for layer in layers if layer not in store]
+        if missing:
+            raise RuntimeError(f"capture: layers {missing} were not reached in the forward pass")
+        return torch.stack([store[layer] for layer in layers], dim=1)
+
+    return run_batched(one_batch, [len(s) for s in seqs], batch_size, desc=desc, progress=progress)
+
+
+@torch.no_grad()
+def unembed(model: nn.Module, resid: torch.Tensor) -> torch.Tensor:
+    """Logits from residual[L]-space vectors through the model's own final norm and
+    unembedding (and logit soft-capping, where the family has it). ``resid``: [..., d] ->
+    [..., vocab] float32."""
+    norm = arch.get_final_norm(model)
+    head = arch.get_unembed(model)
+    w = head.weight
+    x = norm(resid.to(device=w.device, dtype=w.dtype))
+    logits = head(x).float()
+    cap = arch.logit_softcap(model)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+@torch.no_grad()
+def last_logits(
+    model: nn.Module,
+    seqs: Sequence[Sequence[int]],
+    *,
+    pad_id: int = 0,
+    batch_size: int = 32,
+    hook_factory: HookFactory | None = None,
+    progress: bool = True,
+    desc: str = "logits",
+) -> torch.Tensor:
+    """Next-token logits at each sequence's last position, [n, vocab] float32 on CPU; the
+    LM head runs on those positions only."""
+    L = arch.n_layers(model)
+    resid = capture_residuals(
+        model,
+        seqs,
+        [[len(s) - 1] for s in seqs],
+        [L],
+        pad_id=pad_id,
+        batch_size=batch_size,
+        hook_factory=hook_factory,
+        progress=progress,
+        desc=desc,
+    )[:, 0, 0]
+    out = []
+    for chunk in resid.split(256):
+        out.append(unembed(model, chunk).cpu())
+    return torch.cat(out)
+
+
+def stop_score(logits: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """log p(EOS) - log(1 - p(EOS)) from logits [..., vocab], computed stably:
+    logit_eos - logsumexp(other logits)."""
+    logits = logits.float()
+    others = logits.clone()
+    others[..., eos_id] = float("-inf")
+    return logits[..., eos_id] - torch.logsumexp(others, dim=-1)
