@@ -1,0 +1,128 @@
+"""Aligned pair encoding and batched capture, on the planted model (Qwen2 and GPT-2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stoplens.capture.extract import capture_residuals, last_logits, run_batched, stop_score
+from stoplens.capture.pairs import encode_pairs, render, swap_pairs
+from stoplens.models.planted import PLACEHOLDER, build_planted, planted_prompts
+
+
+def _records(n: int, seed: int = 3) -> list[dict]:
+    return [
+        {
+            "pair_id": str(i),
+            "template": t,
+            "trigger": "$STOP",
+            "control": "apple",
+            "control2": "river",
+            "control_candidates": ["garden", "window"],
+            "placement": "middle",
+            "control_kind": "word",
+        }
+        for i, t in enumerate(planted_prompts(n, seed))
+    ]
+
+
+@pytest.fixture(scope="module", params=["qwen2", "gpt2"])
+def planted(request):
+    return build_planted(request.param)
+
+
+def test_pairs_differ_at_exactly_the_trigger_position(planted):
+    ep = encode_pairs(planted.tokenizer, _records(30), planted.trigger_id)
+    assert len(ep) == 30 and not ep.dropped
+    for t, c, p in zip(ep.trig_ids, ep.ctrl_ids, ep.trigger_pos, strict=True):
+        assert len(t) == len(c)
+        assert [i for i in range(len(t)) if t[i] != c[i]] == [p]
+        assert t[p] == planted.trigger_id
+    # the text-level control is used where it aligns (middle of a sentence does)
+    assert any(m["alignment"] == "text" for m in ep.meta)
+
+
+def test_random_vocab_and_control_null_pairs(planted):
+    recs = _records(20)
+    ep = encode_pairs(planted.tokenizer, recs, planted.trigger_id, random_vocab=True, seed=1)
+    assert len(ep) == 20 and {m["alignment"] for m in ep.meta} == {"token"}
+    ep2 = encode_pairs(planted.tokenizer, recs, planted.trigger_id, control_field="control2")
+    null = swap_pairs(encode_pairs(planted.tokenizer, recs, planted.trigger_id), ep2)
+    assert len(null) == 20
+    assert all(planted.trigger_id not in ids for ids in null.trig_ids + null.ctrl_ids)
+
+
+def test_trigger_missing_pair_is_dropped_not_misaligned(planted):
+    rec = _records(1)[0]
+    rec["template"] = [{"role": "user", "content": "no insert here"}]
+    ep = encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
+    assert len(ep) == 0 and sum(ep.dropped.values()) == 1
+
+
+def test_batched_capture_equals_single_forward_and_free_checks(planted):
+    ep = encode_pairs(planted.tokenizer, _records(24), planted.trigger_id)
+    pad = planted.tokenizer.pad_token_id
+    last = ep.decision_positions("last")
+    ht = capture_residuals(
+        planted.model, ep.trig_ids, last, pad_id=pad, batch_size=5, progress=False
+    )
+    assert ht.shape == (24, 5, 1, 64) and ht.dtype == torch.float32
+    for i in (0, 7, 23):
+        with torch.no_grad():
+            hs = planted.model(torch.tensor([ep.trig_ids[i]]), output_hidden_states=True)
+        for layer in range(4):  # hidden_states[4] is after the final norm: not compared
+            torch.testing.assert_close(ht[i, layer, 0], hs.hidden_states[layer][0, -1])
+    # Δ is exactly zero before the trigger (causal attention) ...
+    before = [[max(p - 1, 0)] for p in ep.trigger_pos]
+    a = capture_residuals(planted.model, ep.trig_ids, before, pad_id=pad, progress=False)
+    b = capture_residuals(planted.model, ep.ctrl_ids, before, pad_id=pad, progress=False)
+    keep = [i for i, p in enumerate(ep.trigger_pos) if p > 0]
+    assert keep and torch.equal(a[keep], b[keep])
+    # ... and a control against an identical control gives Δ = 0 everywhere
+    c1 = capture_residuals(
+        planted.model, ep.ctrl_ids, last, pad_id=pad, batch_size=3, progress=False
+    )
+    c2 = capture_residuals(
+        planted.model, ep.ctrl_ids, last, pad_id=pad, batch_size=8, progress=False
+    )
+    assert torch.allclose(c1, c2, atol=1e-5)
+
+
+def test_last_logits_match_model_and_stop_score(planted):
+    ep = encode_pairs(planted.tokenizer, _records(12), planted.trigger_id)
+    pad = planted.tokenizer.pad_token_id
+    lg = last_logits(planted.model, ep.trig_ids, pad_id=pad, batch_size=4, progress=False)
+    with torch.no_grad():
+        ref = planted.model(torch.tensor([ep.trig_ids[3]])).logits[0, -1]
+    torch.testing.assert_close(lg[3], ref, atol=1e-4, rtol=1e-4)
+    s = stop_score(lg, planted.eos_id)
+    p = torch.softmax(lg, -1)[:, planted.eos_id]
+    torch.testing.assert_close(s, torch.log(p) - torch.log1p(-p), atol=1e-3, rtol=1e-3)
+    assert (lg.argmax(-1) == planted.eos_id).all()  # the planted model stops on triggers
+    lc = last_logits(planted.model, ep.ctrl_ids, pad_id=pad, progress=False)
+    assert not (lc.argmax(-1) == planted.eos_id).any()
+
+
+def test_run_batched_backs_off_on_oom_and_keeps_order():
+    calls = []
+
+    def fn(idx):
+        calls.append(len(idx))
+        if len(idx) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate")
+        return torch.tensor([[float(i)] for i in idx])
+
+    out = run_batched(fn, [5, 1, 3, 2, 4], batch_size=8, progress=False)
+    assert out[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert calls == [5, 4, 2, 2, 1]  # 8 -> 4 -> 2 on OOM, then the rest at 2
+
+    def bad(idx):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_batched(bad, [1, 2], progress=False)
+
+
+def test_render_replaces_placeholder_only():
+    t = [{"role": "system", "content": "x"}, {"role": "user", "content": f"a {PLACEHOLDER} b"}]
+    assert render(t, "$STOP")[1]["content"] == "a $STOP b" and render(t, "q")[0] == t[0]

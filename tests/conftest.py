@@ -1,0 +1,37 @@
+"""Shared test setup: seeds everything before each test, runs offline, and offers --device so
+the same tests can run on a GPU when one is present (CPU by default)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+# Tests never touch a hub: any accidental download fails fast instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="torch device for model tests (cpu, cuda)")
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--device"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    random.seed(0)
+    try:
+        import numpy as np
+
+        np.random.seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+    import torch
+
+    torch.manual_seed(0)
