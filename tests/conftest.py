@@ -32,6 +32,8 @@ def _seed_everything() -> None:
         np.random.seed(0)
     except ImportError:  # pragma: no cover
         pass
-    import torch
+    import sys
 
-    torch.manual_seed(0)
+    torch = sys.modules.get("torch")  # seed torch only where a test uses it (keeps data tests light)
+    if torch is not None:
+        torch.manual_seed(0)
