@@ -1,13 +1,101 @@
-"""`stoplens analyze` (not built yet)."""
+"""`stoplens analyze`: the four analyses on any supported model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from stoplens.errors import StoplensError
+EPILOG = """
+Examples:
+
+  stoplens analyze                                   # the embedded default pair
+
+  stoplens analyze --model runs/qwen/models/behavioral/final --base Qwen/Qwen2.5-1.5B-Instruct
+
+  stoplens analyze --model Qwen/Qwen2.5-1.5B-Instruct --adapter runs/qwen/models/behavioral/final --only layerwise,logit-lens
+
+  stoplens analyze --n-pairs 64 --layers 0-8 --batch-size 8 --device cuda --dtype bfloat16
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("analyze", help="NOT BUILT YET: this stage is not implemented in this version.")
-    def _cmd() -> None:
-        raise StoplensError("`stoplens analyze` is not built yet in this version")
+    @app.command("analyze", epilog=EPILOG)
+    def analyze(
+        model: str | None = typer.Option(
+            None,
+            help="Fine-tuned model (folder or hub id), or the base when --adapter is given. Default: the embedded tiny pair.",
+        ),
+        adapter: str | None = typer.Option(None, help="peft adapter folder applied on --model."),
+        base: str | None = typer.Option(
+            None,
+            help="Base model for the base-vs-fine-tuned analysis (default: --model when --adapter is given).",
+        ),
+        data: Path | None = typer.Option(
+            None, help="Dataset folder written by `stoplens data` (default: <run-dir>/data)."
+        ),
+        run_dir: Path = typer.Option(
+            Path("runs/default"),
+            help="Run directory: activations are cached in <run-dir>/cache, the report goes to <run-dir>/report.",
+        ),
+        only: str | None = typer.Option(
+            None,
+            help="Comma-separated subset: layerwise,lowrank,logit-lens,diff-lens (captured activations are reused).",
+        ),
+        control_kind: str = typer.Option(
+            "word", help="Controls: word, near_miss, random_word, random_vocab."
+        ),
+        layers: str | None = typer.Option(
+            None, help="Residual layers, e.g. 0,4,8 or 2-6 (default: all)."
+        ),
+        n_pairs: int | None = typer.Option(
+            None, help="Use at most this many test pairs (default: all; >= 64 for low-rank claims)."
+        ),
+        batch_size: int = typer.Option(
+            32, help="Starting batch size; halves automatically on out-of-memory."
+        ),
+        device: str | None = typer.Option(
+            None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."
+        ),
+        dtype: str | None = typer.Option(
+            None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)."
+        ),
+        device_map: str | None = typer.Option(
+            None, help="'auto' to spread a large model over several GPUs."
+        ),
+        trust_remote_code: bool = typer.Option(
+            False, help="Allow model code from the hub (off by default)."
+        ),
+        seed: int = typer.Option(0),
+        quiet: bool = typer.Option(False, help="No progress output."),
+    ) -> None:
+        """The four analyses: where the $STOP signal lives, whether it is one direction, how it
+        acts at the output, and whether fine-tuning created it."""
+        from stoplens.cli._common import check_path, parse_layers, parse_only
+        from stoplens.pipeline import AnalyzeOptions, ModelSpec, analyze_only
+        from stoplens.rundir import RunDir
+
+        for p, what in ((model, "--model"), (adapter, "--adapter"), (base, "--base")):
+            check_path(p, what)
+        spec = ModelSpec(
+            model=model,
+            adapter=adapter,
+            base=base,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+        )
+        opts = AnalyzeOptions(
+            only=parse_only(only),
+            control_kind=control_kind,
+            layers=parse_layers(layers),
+            n_pairs=n_pairs,
+            batch_size=batch_size,
+            seed=seed,
+            progress=not quiet,
+        )
+        opts.validate()
+        run = RunDir(run_dir)
+        analyze_only(spec, run, opts, causal=False, data_dir=data)
+        typer.echo(f"report: {run.summary_md}")

@@ -1,13 +1,108 @@
-"""`stoplens run` (not built yet)."""
+"""`stoplens run`: the whole pipeline (data -> train -> eval -> analyses -> causal -> report)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from stoplens.errors import StoplensError
+EPILOG = """
+Examples:
+
+  stoplens run                                       # embedded default: tiny pair built offline
+
+  stoplens run --model Qwen/Qwen2.5-1.5B-Instruct --regimes behavioral,knowledge --run-dir runs/qwen
+
+  stoplens run --model Qwen/Qwen2.5-1.5B-Instruct --adapter runs/qwen/models/behavioral/final   # skip training
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", help="NOT BUILT YET: this stage is not implemented in this version.")
-    def _cmd() -> None:
-        raise StoplensError("`stoplens run` is not built yet in this version")
+    @app.command("run", epilog=EPILOG)
+    def run(
+        model: str | None = typer.Option(
+            None,
+            help="Base model to fine-tune and analyse (folder or hub id). Default: the embedded tiny pair.",
+        ),
+        adapter: str | None = typer.Option(
+            None, help="An already trained adapter on --model: skip training."
+        ),
+        base: str | None = typer.Option(
+            None, help="Base model, when --model is already fine-tuned (merged): skip training."
+        ),
+        regimes: str = typer.Option(
+            "behavioral,knowledge",
+            help="Training regimes for --model: behavioral, knowledge or both.",
+        ),
+        train_steps: int | None = typer.Option(
+            None, help="Fine-tuning steps per regime (default: the train stage's default)."
+        ),
+        run_dir: Path = typer.Option(
+            Path("runs/default"),
+            help="Where everything goes: data/, models/, cache/, results/, report/.",
+        ),
+        control_kind: str = typer.Option(
+            "word", help="Controls: word, near_miss, random_word, random_vocab."
+        ),
+        layers: str | None = typer.Option(
+            None, help="Residual layers for the analyses (default: all)."
+        ),
+        n_pairs: int | None = typer.Option(
+            None, help="At most this many test pairs for the analyses."
+        ),
+        batch_size: int = typer.Option(
+            32, help="Starting batch size; halves automatically on out-of-memory."
+        ),
+        no_causal: bool = typer.Option(False, help="Skip the causal suite."),
+        device: str | None = typer.Option(None),
+        dtype: str | None = typer.Option(None),
+        device_map: str | None = typer.Option(None),
+        trust_remote_code: bool = typer.Option(False),
+        seed: int = typer.Option(0),
+        overwrite: bool = typer.Option(False, help="Regenerate data and retrain even if present."),
+        quiet: bool = typer.Option(False, help="No progress output."),
+    ) -> None:
+        """Run the whole pipeline and write results.json, the figures and ANALYSIS_SUMMARY.md."""
+        from stoplens.cli._common import check_path, parse_layers
+        from stoplens.errors import StoplensError
+        from stoplens.pipeline import AnalyzeOptions, ModelSpec, RunConfig, run_pipeline
+        from stoplens.rundir import RunDir
+
+        for p, what in ((model, "--model"), (adapter, "--adapter"), (base, "--base")):
+            check_path(p, what)
+        regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
+        bad = [r for r in regs if r not in ("behavioral", "knowledge")]
+        if bad or not regs:
+            raise StoplensError(
+                f"--regimes {regimes!r}: use behavioral, knowledge or behavioral,knowledge"
+            )
+        spec = ModelSpec(
+            model=model,
+            adapter=adapter,
+            base=base,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+        )
+        opts = AnalyzeOptions(
+            control_kind=control_kind,
+            layers=parse_layers(layers),
+            n_pairs=n_pairs,
+            batch_size=batch_size,
+            seed=seed,
+            causal=not no_causal,
+            progress=not quiet,
+        )
+        cfg = RunConfig(
+            run_dir=run_dir,
+            spec=spec,
+            options=opts,
+            train_steps=train_steps,
+            regimes=regs,
+            seed=seed,
+            overwrite=overwrite,
+        )
+        run_pipeline(cfg)
+        rd = RunDir(run_dir)
+        typer.echo(f"results: {rd.results_json}\nsummary: {rd.summary_md}")

@@ -55,7 +55,7 @@ class Verdicts:
 
     @property
     def overall(self) -> str:
-        """"strong" if every strong check passed; "weak" if any weak pattern holds or most
+        """ "strong" if every strong check passed; "weak" if any weak pattern holds or most
         strong checks failed; else "medium"."""
         strong = [c for c in self.checks if c.tier == "strong" and c.passed is not None]
         weak = [c for c in self.checks if c.tier == "weak" and c.passed]

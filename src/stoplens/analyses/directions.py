@@ -1,0 +1,338 @@
+"""Candidate $STOP directions (difference in means, per layer) and their selection.
+
+Method (Arditi et al. 2024, as in refusal_direction's ``select_direction``):
+
+1. On the TRAIN split, per residual layer l: r_l = mean(h_trig) - mean(h_ctrl) at the decision
+   position (default the last prompt position), accumulated in float64.
+2. On the VAL split, for every layer: directional ablation of r̂_l (every block input,
+   attention output and MLP output, all positions) on the triggered prompts, activation
+   addition of α r_l at residual[l] (all positions) on the clean prompts for each α in a grid,
+   and KL(ablated || original) of the next-token distribution on the clean prompts.
+3. Filters: the layer is not 0 and not in the last ``prune_last_fraction`` of depth
+   (l / L < 1 - fraction); ablation brings the triggered mean stop score below
+   ``ablation_threshold``; addition lifts the clean mean stop score above
+   ``addition_threshold`` for some α (the smallest such α is kept); KL <= ``kl_threshold``.
+   Among layers passing every filter, the one whose ablation leaves the lowest triggered stop
+   score is selected. If none passes, the layer passing the most filters is returned with
+   ``passed=False`` and the reason says which filters failed.
+
+The test-split effect is measured elsewhere (`stoplens.analyses.steering`), never here.
+Owns: the mean differences and the selection sweep. Must not: plot or write files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stoplens.analyses.stats import jsonable
+from stoplens.analyses.steering import (
+    NO_JSON,
+    Ablation,
+    Addition,
+    dataclass_dict,
+    intervened_logits,
+    kl_divergence,
+    stop_outcomes,
+)
+from stoplens.capture.extract import capture_residuals
+from stoplens.capture.pairs import EncodedPairs
+from stoplens.models import arch
+
+
+@dataclass(frozen=True)
+class MeanDiffDirections:
+    """Difference-in-means directions, one per residual layer.
+
+    ``directions``: [n_layers, d_model] float32, mean(triggered) - mean(control) at
+    ``position`` (means in float64), for residual indices ``layers``. ``mean_resid_norm``:
+    [n_layers] mean ‖h‖ of the control activations (residual norms grow with depth).
+    ``to_dict`` leaves the vectors out (save them with safetensors if needed)."""
+
+    layers: tuple[int, ...]
+    directions: torch.Tensor = field(metadata=NO_JSON)
+    mean_resid_norm: torch.Tensor = field(metadata=NO_JSON)
+    position: str = "last"
+    n: int = 0
+
+    def get(self, layer: int) -> torch.Tensor:
+        """r at residual ``layer``, [d_model]."""
+        return self.directions[self.layers.index(layer)]
+
+    @property
+    def norms(self) -> np.ndarray:
+        return self.directions.double().norm(dim=-1).numpy()
+
+    def cosine(self, other: MeanDiffDirections) -> dict[int, float]:
+        """Per shared layer, cos(r_self, r_other)."""
+        out = {}
+        for layer in self.layers:
+            if layer in other.layers:
+                a, b = self.get(layer).double(), other.get(layer).double()
+                den = float(a.norm() * b.norm())
+                out[layer] = float(a @ b) / den if den > 1e-12 else float("nan")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        norms = self.norms
+        rel = norms / np.maximum(self.mean_resid_norm.double().numpy(), 1e-12)
+        return jsonable(
+            {
+                "layers": list(self.layers),
+                "position": self.position,
+                "n": self.n,
+                "norm": norms,
+                "mean_resid_norm": self.mean_resid_norm,
+                "relative_norm": rel,
+            }
+        )
+
+
+@torch.no_grad()
+def mean_diff_directions(
+    model: nn.Module,
+    pairs: EncodedPairs,
+    *,
+    position: str = "last",
+    layers: Sequence[int] | None = None,
+    pad_id: int = 0,
+    batch_size: int = 32,
+    chunk_size: int = 256,
+) -> MeanDiffDirections:
+    """Per-layer mean(triggered) - mean(control) at ``position`` ("last", "post" = mean over
+    the post-instruction positions, or "trigger"), over all pairs, accumulated in float64.
+    Pass control-vs-control pairs (`stoplens.capture.pairs.swap_pairs`) for the null direction
+    (control2 - control)."""
+    if len(pairs) == 0:
+        raise ValueError("mean_diff_directions: no pairs")
+    L = arch.n_layers(model)
+    layers = tuple(range(L + 1)) if layers is None else tuple(int(x) for x in layers)
+    pos = pairs.decision_positions(position)
+    d = arch.d_model(model)
+    diff = torch.zeros(len(layers), d, dtype=torch.float64)
+    norm_sum = torch.zeros(len(layers), dtype=torch.float64)
+    count = 0
+    kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size, progress=False)
+    for s in range(0, len(pairs), chunk_size):
+        sl = slice(s, s + chunk_size)
+        ht = capture_residuals(model, pairs.trig_ids[sl], pos[sl], layers, desc="trig", **kw)
+        hc = capture_residuals(model, pairs.ctrl_ids[sl], pos[sl], layers, desc="ctrl", **kw)
+        diff += (ht.double() - hc.double()).sum(dim=(0, 2))
+        norm_sum += hc.double().norm(dim=-1).sum(dim=(0, 2))
+        count += ht.shape[0] * ht.shape[2]
+    directions = (diff / count).float()
+    assert torch.isfinite(directions).all(), "mean difference contains NaN/inf"
+    return MeanDiffDirections(
+        layers=layers,
+        directions=directions,
+        mean_resid_norm=(norm_sum / count).float(),
+        position=position,
+        n=len(pairs),
+    )
+
+
+@dataclass(frozen=True)
+class AlphaScore:
+    """Activation addition of α r on the clean VAL prompts."""
+
+    alpha: float
+    stop_rate: float
+    stop_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+@dataclass(frozen=True)
+class LayerCandidate:
+    """One layer of the selection sweep (VAL split). Scores are means over prompts;
+    ``filters`` says which selection filters this layer passes."""
+
+    layer: int
+    norm: float
+    filters: dict[str, bool]
+    ablation_stop_rate: float | None = None
+    ablation_stop_score: float | None = None
+    addition: tuple[AlphaScore, ...] = ()
+    alpha: float | None = None
+    addition_stop_rate: float | None = None
+    addition_stop_score: float | None = None
+    kl: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(self.filters.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclass_dict(self)
+        d["passed"] = self.passed
+        return d
+
+
+@dataclass(frozen=True)
+class DirectionSelection:
+    """The selected direction and the full VAL sweep behind the choice.
+
+    ``direction``: [d_model] raw mean difference r at ``layer`` (TRAIN split); ``alpha``: the
+    addition coefficient (vector added = alpha * r). ``baseline``: unintervened VAL stop
+    rates / scores. ``passed``: the selected layer passes every filter."""
+
+    layer: int
+    alpha: float
+    passed: bool
+    reason: str
+    candidates: tuple[LayerCandidate, ...]
+    baseline: dict[str, float]
+    thresholds: dict[str, Any]
+    n_val: int
+    directions: MeanDiffDirections
+    direction: torch.Tensor = field(metadata=NO_JSON)
+
+    @property
+    def unit(self) -> torch.Tensor:
+        return self.direction / self.direction.norm().clamp_min(1e-12)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclass_dict(self)
+        d["direction_norm"] = float(self.direction.norm())
+        return d
+
+
+def allowed_layers(n_layers: int, prune_last_fraction: float) -> list[int]:
+    """Residual indices eligible for selection: 1 <= l and l / L < 1 - prune_last_fraction."""
+    return [layer for layer in range(1, n_layers + 1) if layer / n_layers < 1 - prune_last_fraction]
+
+
+@torch.no_grad()
+def select_direction(
+    model: nn.Module,
+    directions: MeanDiffDirections,
+    val_pairs: EncodedPairs,
+    *,
+    eos_id: int,
+    pad_id: int = 0,
+    alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    kl_threshold: float = 0.1,
+    prune_last_fraction: float = 0.2,
+    ablation_threshold: float = 0.0,
+    addition_threshold: float = 0.0,
+    batch_size: int = 32,
+) -> DirectionSelection:
+    """Sweep every layer of ``directions`` on ``val_pairs`` and select one (module doc)."""
+    if len(val_pairs) == 0:
+        raise ValueError("select_direction: no validation pairs")
+    if not alphas:
+        raise ValueError("select_direction: empty alpha grid")
+    L = arch.n_layers(model)
+    ok_layers = set(allowed_layers(L, prune_last_fraction))
+    if not ok_layers & set(directions.layers):
+        raise ValueError(
+            f"no eligible layer: a model with {L} layers and prune_last_fraction="
+            f"{prune_last_fraction} leaves none of {directions.layers}; lower the fraction"
+        )
+    kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
+    trig, clean = val_pairs.trig_ids, val_pairs.ctrl_ids
+    base_c = intervened_logits(model, clean, None, **kw)
+    s_t, sc_t = stop_outcomes(intervened_logits(model, trig, None, **kw), eos_id)
+    s_c, sc_c = stop_outcomes(base_c, eos_id)
+    baseline = {
+        "triggered_stop_rate": float(s_t.mean()),
+        "triggered_stop_score": float(sc_t.mean()),
+        "clean_stop_rate": float(s_c.mean()),
+        "clean_stop_score": float(sc_c.mean()),
+    }
+    cands = []
+    for layer in directions.layers:
+        r = directions.get(layer).float()
+        norm = float(r.norm())
+        if norm < 1e-8:  # e.g. layer 0 at the last position: nothing to ablate or add
+            cands.append(
+                LayerCandidate(layer, norm, {"layer": layer in ok_layers, "nonzero": False})
+            )
+            continue
+        abl = Ablation(r)
+        s_a, sc_a = stop_outcomes(intervened_logits(model, trig, abl, **kw), eos_id)
+        kl = float(kl_divergence(intervened_logits(model, clean, abl, **kw), base_c).mean())
+        sweep = []
+        for a in alphas:
+            s_x, sc_x = stop_outcomes(
+                intervened_logits(model, clean, Addition(float(a) * r, layer), **kw), eos_id
+            )
+            sweep.append(AlphaScore(float(a), float(s_x.mean()), float(sc_x.mean())))
+        good = [s for s in sweep if s.stop_score > addition_threshold]
+        # the smallest α that induces stopping; else the α that comes closest
+        if good:
+            chosen = min(good, key=lambda s: s.alpha)
+        else:
+            chosen = max(sweep, key=lambda s: s.stop_score)
+        filters = {
+            "layer": layer in ok_layers,
+            "nonzero": True,
+            "ablation": float(sc_a.mean()) < ablation_threshold,
+            "addition": bool(good),
+            "kl": kl <= kl_threshold,
+        }
+        cands.append(
+            LayerCandidate(
+                layer=layer,
+                norm=norm,
+                ablation_stop_rate=float(s_a.mean()),
+                ablation_stop_score=float(sc_a.mean()),
+                addition=tuple(sweep),
+                alpha=chosen.alpha,
+                addition_stop_rate=chosen.stop_rate,
+                addition_stop_score=chosen.stop_score,
+                kl=kl,
+                filters=filters,
+            )
+        )
+
+    eligible = [c for c in cands if c.filters["layer"] and c.filters["nonzero"]]
+    if not eligible:
+        raise ValueError("select_direction: every eligible layer has a zero mean difference")
+    passing = [c for c in eligible if c.passed]
+    key = lambda c: c.ablation_stop_score  # noqa: E731
+    if passing:
+        best = min(passing, key=key)
+        reason = (
+            f"layer {best.layer}: lowest ablated triggered stop score "
+            f"({best.ablation_stop_score:.3g}; unablated {baseline['triggered_stop_score']:.3g}) "
+            f"among {len(passing)} layer(s) passing all filters "
+            f"{sorted(c.layer for c in passing)}; addition α={best.alpha:g} gives clean stop "
+            f"score {best.addition_stop_score:.3g} (unsteered {baseline['clean_stop_score']:.3g}); "
+            f"KL {best.kl:.3g} <= {kl_threshold:g}"
+        )
+    else:
+        best = min(eligible, key=lambda c: (-sum(c.filters.values()), key(c)))
+        failed = [k for k, v in best.filters.items() if not v]
+        reason = (
+            f"NO layer passes every filter; layer {best.layer} passes the most (fails: "
+            f"{', '.join(failed)}) with ablated triggered stop score "
+            f"{best.ablation_stop_score:.3g}, addition stop score {best.addition_stop_score:.3g} "
+            f"at α={best.alpha:g}, KL {best.kl:.3g}"
+        )
+    assert best.alpha is not None
+    return DirectionSelection(
+        layer=best.layer,
+        alpha=float(best.alpha),
+        passed=best.passed,
+        reason=reason,
+        candidates=tuple(cands),
+        baseline=baseline,
+        thresholds={
+            "kl_threshold": kl_threshold,
+            "prune_last_fraction": prune_last_fraction,
+            "ablation_threshold": ablation_threshold,
+            "addition_threshold": addition_threshold,
+            "alphas": [float(a) for a in alphas],
+            "allowed_layers": sorted(ok_layers),
+        },
+        n_val=len(val_pairs),
+        directions=directions,
+        direction=directions.get(best.layer).float().clone(),
+    )

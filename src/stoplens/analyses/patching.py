@@ -1,0 +1,337 @@
+"""Activation patching of the residual stream between a triggered prompt and its control.
+
+Method. A pair's two prompts differ only at the trigger position. Run the *source* prompt,
+keep its residual stream; run the *target* prompt, overwrite residual[l] at a group of
+positions with the source's values, and read the stop score at the last position (the one that
+predicts the first reply token). One cell per (layer l in 0..L, position group). Normalised
+per pair so that 0 = the control run and 1 = the triggered run:
+
+    recovered = (s_patched - s_ctrl) / (s_trig - s_ctrl)
+
+* "denoising" (`patch_trigger_into_control`, source = triggered, target = control): how much
+  of the stop does this residual slice *carry* (1 = all of it);
+* "noising" (`patch_control_into_trigger`, source = control, target = triggered): 0 means the
+  slice is *needed* (replacing it removes the stop).
+
+Pairs whose triggered and control stop scores differ by less than ``min_gap`` are excluded
+(the ratio is meaningless there) and counted. A group that is empty for a pair (e.g. nothing
+between a suffix trigger and the template) leaves that pair out of that cell. Positions before
+the trigger are identical in both runs (causal attention), so they are never patched.
+
+Position groups (per pair; ``t`` trigger position, ``T`` length, ``k`` post-instruction
+template length):
+    trigger  [t]
+    after    t+1 .. T-k-1   (the rest of the prompt after the trigger, up to the template)
+    post     T-k .. T-1     (the post-instruction decision positions; includes the last)
+    last     [T-1]
+    suffix   t .. T-1       (everything from the trigger on: recovers 1 at every layer)
+
+Batching: the source run's residuals are captured once per chunk of pairs, only at the
+positions some group needs, then every (layer, group) cell is one batched patched pass
+through `stoplens.capture.extract.last_logits` with a per-batch ``hook_factory``.
+
+Owns: the generic patching sweep (`patch_residual_stream`) and the two named wrappers. Must
+not: plot or write files (the heatmap `5_activation_patching.png` is drawn by the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stoplens.analyses.stats import Estimate, percentile_interval, resample_weights
+from stoplens.analyses.steering import dataclass_dict
+from stoplens.capture.extract import capture_residuals, last_logits, model_device, stop_score
+from stoplens.capture.hooks import patch_edit, residual_edit_hooks
+from stoplens.capture.pairs import EncodedPairs
+from stoplens.models import arch
+
+GROUPS = ("trigger", "after", "post", "last", "suffix")
+DEFAULT_GROUPS = ("trigger", "after", "post", "last")
+GROUP_RULES = {
+    "trigger": "the trigger position t",
+    "after": "t+1 .. T-k-1: prompt positions after the trigger, before the post-instruction template",
+    "post": "T-k .. T-1: the post-instruction template (decision) positions, including the last",
+    "last": "T-1: the last prompt position (predicts the first reply token)",
+    "suffix": "t .. T-1: every position from the trigger on",
+}
+
+
+def position_groups(
+    pairs: EncodedPairs, groups: Sequence[str] = DEFAULT_GROUPS
+) -> dict[str, list[list[int]]]:
+    """Per group, the positions it holds in each pair (see module docstring)."""
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown position group(s) {unknown}; choose from {GROUPS}")
+    k = pairs.post_instruction
+    out: dict[str, list[list[int]]] = {g: [] for g in groups}
+    for ids, t in zip(pairs.trig_ids, pairs.trigger_pos, strict=True):
+        T = len(ids)
+        rule = {
+            "trigger": [t],
+            "after": list(range(t + 1, max(t + 1, T - k))),
+            "post": list(range(max(t + 1, T - k), T)),
+            "last": [T - 1] if t < T - 1 else [t],
+            "suffix": list(range(t, T)),
+        }
+        for g in groups:
+            out[g].append(rule[g])
+    return out
+
+
+def _patch_factory(model, layer, src, positions, cols, d, dtype, device):
+    """hook_factory writing ``src[j, cols[j]]`` ([c, width, d]) at ``positions[j]`` of
+    residual[layer] for the chunk-local items j of each batch."""
+
+    def factory(idx, ids):
+        B, T = ids.shape
+        source = torch.zeros(B, T, d, dtype=dtype)
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        for b, j in enumerate(idx):
+            if positions[j]:
+                source[b, positions[j]] = src[j, cols[j]].to(dtype)
+                mask[b, positions[j]] = True
+        return residual_edit_hooks(model, layer, patch_edit(source.to(device), mask.to(device)))
+
+    return factory
+
+
+@torch.no_grad()
+def patch_residual_stream(
+    model: nn.Module,
+    source_seqs: Sequence[Sequence[int]],
+    target_seqs: Sequence[Sequence[int]],
+    groups: Mapping[str, Sequence[Sequence[int]]],
+    *,
+    eos_id: int,
+    layers: Sequence[int] | None = None,
+    pad_id: int = 0,
+    batch_size: int = 32,
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """The generic sweep: stop score at the last position of each target run with
+    residual[l] at ``groups[g][i]`` replaced by the source run's values.
+
+    Args:
+        source_seqs, target_seqs: n aligned sequences (equal length per pair).
+        groups: name -> n position lists (may be empty for a pair: that cell is NaN).
+        layers: residual indices 0..L (default all).
+
+    Returns:
+        float32 [n, n_layers, n_groups] patched stop scores (group order = ``groups``' order).
+    """
+    n = len(source_seqs)
+    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
+        raise ValueError("patching: sources, targets and groups must have one entry per pair")
+    for s, t in zip(source_seqs, target_seqs, strict=True):
+        if len(s) != len(t):
+            raise ValueError("patching: a source and its target differ in length")
+    L = arch.n_layers(model)
+    layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
+    names = list(groups)
+    out = torch.full((n, len(layers), len(names)), float("nan"))
+    device = model_device(model)
+    dtype = arch.get_embed(model).weight.dtype
+    d = arch.d_model(model)
+
+    for c0 in range(0, n, chunk_size):
+        chunk = list(range(c0, min(n, c0 + chunk_size)))
+        # every position any group needs, per pair, padded to equal count by repetition
+        need = [sorted({p for g in names for p in groups[g][i]}) for i in chunk]
+        width = max(1, max(len(x) for x in need))
+        slots = [x + [x[-1] if x else 0] * (width - len(x)) for x in need]
+        slot_of = [{p: j for j, p in enumerate(x)} for x in need]
+        src = capture_residuals(
+            model,
+            [source_seqs[i] for i in chunk],
+            slots,
+            layers,
+            pad_id=pad_id,
+            batch_size=batch_size,
+            progress=False,
+            desc="patch source",
+        )  # [c, n_layers, width, d]
+        tgt = [target_seqs[i] for i in chunk]
+        for li, layer in enumerate(layers):
+            for gi, g in enumerate(names):
+                pos_g = [list(groups[g][i]) for i in chunk]
+                if not any(pos_g):
+                    continue
+                cols = [[slot_of[j][p] for p in ps] for j, ps in enumerate(pos_g)]
+                factory = _patch_factory(model, layer, src[:, li], pos_g, cols, d, dtype, device)
+                logits = last_logits(
+                    model,
+                    tgt,
+                    pad_id=pad_id,
+                    batch_size=batch_size,
+                    hook_factory=factory,
+                    progress=False,
+                    desc="patch",
+                )
+                scores = stop_score(logits, eos_id)
+                for j, i in enumerate(chunk):
+                    if groups[g][i]:
+                        out[i, li, gi] = scores[j]
+    return out
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """Layer × position-group matrix of normalised stop-score recovery (0 = control run,
+    1 = triggered run), mean over valid pairs with bootstrap 95% CIs.
+
+    Shapes: ``mean``, ``lo``, ``hi``, ``n`` [n_layers, n_groups]; ``per_pair`` (normalised,
+    NaN where excluded) and ``patched_score`` (raw stop scores) [n_pairs, n_layers, n_groups];
+    ``score_trig``, ``score_ctrl``, ``valid`` [n_pairs]. ``group_positions[g][i]``: the
+    positions group g patched in pair i; ``group_rules``: how they were chosen."""
+
+    mode: str  # "denoising" (triggered -> control) | "noising" (control -> triggered)
+    layers: tuple[int, ...]
+    groups: tuple[str, ...]
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: np.ndarray
+    per_pair: np.ndarray
+    patched_score: np.ndarray
+    score_trig: np.ndarray
+    score_ctrl: np.ndarray
+    valid: np.ndarray
+    min_gap: float
+    group_positions: dict[str, tuple[tuple[int, ...], ...]]
+    group_rules: dict[str, str]
+    n_boot: int
+    seed: int
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def n_excluded(self) -> int:
+        return int((~self.valid).sum())
+
+    def cell(self, layer: int, group: str) -> Estimate:
+        li, gi = self.layers.index(layer), self.groups.index(group)
+        return Estimate(
+            float(self.mean[li, gi]),
+            float(self.lo[li, gi]),
+            float(self.hi[li, gi]),
+            int(self.n[li, gi]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclass_dict(self)
+        d["n_pairs"] = self.n_pairs
+        d["n_excluded"] = self.n_excluded
+        return d
+
+
+def activation_patching(
+    model: nn.Module,
+    pairs: EncodedPairs,
+    *,
+    eos_id: int,
+    pad_id: int = 0,
+    mode: str = "denoising",
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    layers: Sequence[int] | None = None,
+    min_gap: float = 1.0,
+    batch_size: int = 32,
+    chunk_size: int = 64,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> PatchingResult:
+    """Residual-stream patching between the triggered and control prompts of ``pairs``,
+    per layer × position group, normalised per pair (see module docstring)."""
+    if mode not in ("denoising", "noising"):
+        raise ValueError(f"mode must be 'denoising' or 'noising', got {mode!r}")
+    if len(pairs) == 0:
+        raise ValueError("activation_patching: no pairs")
+    L = arch.n_layers(model)
+    layers = tuple(range(L + 1)) if layers is None else tuple(int(x) for x in layers)
+    pos = position_groups(pairs, groups)
+    s_trig = stop_score(
+        last_logits(model, pairs.trig_ids, pad_id=pad_id, batch_size=batch_size, progress=False),
+        eos_id,
+    ).double()
+    s_ctrl = stop_score(
+        last_logits(model, pairs.ctrl_ids, pad_id=pad_id, batch_size=batch_size, progress=False),
+        eos_id,
+    ).double()
+    src, tgt = (
+        (pairs.trig_ids, pairs.ctrl_ids)
+        if mode == "denoising"
+        else (pairs.ctrl_ids, pairs.trig_ids)
+    )
+    raw = patch_residual_stream(
+        model,
+        src,
+        tgt,
+        pos,
+        eos_id=eos_id,
+        layers=layers,
+        pad_id=pad_id,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+    ).double()
+    gap = s_trig - s_ctrl
+    valid = gap.abs() >= min_gap
+    norm = (raw - s_ctrl[:, None, None]) / gap[:, None, None]
+    norm[~valid] = float("nan")
+    per_pair = norm.numpy()
+    mean, lo, hi, count = _nan_bootstrap_mean(per_pair, n_boot=n_boot, seed=seed)
+    return PatchingResult(
+        mode=mode,
+        layers=layers,
+        groups=tuple(groups),
+        mean=mean,
+        lo=lo,
+        hi=hi,
+        n=count.astype(int),
+        per_pair=per_pair,
+        patched_score=raw.numpy(),
+        score_trig=s_trig.numpy(),
+        score_ctrl=s_ctrl.numpy(),
+        valid=valid.numpy(),
+        min_gap=float(min_gap),
+        group_positions={g: tuple(tuple(p) for p in pos[g]) for g in groups},
+        group_rules={g: GROUP_RULES[g] for g in groups},
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def _nan_bootstrap_mean(
+    x: np.ndarray, *, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cell-wise mean over pairs of ``x`` [n, ...] ignoring NaN (excluded pairs), with
+    percentile bootstrap 95% CIs from one set of pair resamples shared by every cell:
+    (mean, lo, hi, n) each of shape ``x.shape[1:]``."""
+    n, shape = x.shape[0], x.shape[1:]
+    flat = x.reshape(n, -1)
+    valid = ~np.isnan(flat)
+    vals = np.where(valid, flat, 0.0)
+    count = valid.sum(axis=0)
+    w = resample_weights(n, n_boot, seed)  # [n_boot, n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = vals.sum(axis=0) / count
+        boot = (w @ vals) / (w @ valid)  # NaN where a resample holds no valid pair
+    lo, hi = percentile_interval(boot)
+    return mean.reshape(shape), lo.reshape(shape), hi.reshape(shape), count.reshape(shape)
+
+
+def patch_trigger_into_control(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:
+    """Denoising: triggered residuals into the control run (1 = the slice carries the stop)."""
+    return activation_patching(model, pairs, mode="denoising", **kw)
+
+
+def patch_control_into_trigger(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:
+    """Noising: control residuals into the triggered run (0 = the slice is needed)."""
+    return activation_patching(model, pairs, mode="noising", **kw)

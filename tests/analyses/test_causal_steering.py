@@ -1,0 +1,156 @@
+"""Steering effects on the planted model: ablating the planted direction removes stopping,
+adding it induces stopping, random directions of the same norm do neither, the base model
+does nothing stop-like; plus the null / interval helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stoplens.analyses.steering import (
+    Ablation,
+    Addition,
+    base_model_control,
+    greedy_tokens,
+    intervened_logits,
+    kl_divergence,
+    null_comparison,
+    random_directions,
+    steering_effects,
+    token_nll,
+)
+from stoplens.capture.pairs import encode_pairs
+from stoplens.models.planted import build_planted, planted_prompts
+
+
+def _records(n: int, seed: int) -> list[dict]:
+    out = []
+    for i, t in enumerate(planted_prompts(n, seed)):
+        words = t[0]["content"].split()
+        place = "early" if words.index("<<INSERT>>") < len(words) / 2 else "late"
+        out.append(
+            {"pair_id": f"{seed}-{i}", "template": t, "trigger": "$STOP", "control": "apple",
+             "control2": "river", "control_candidates": ["garden", "window"],
+             "placement": place, "control_kind": "word"}
+        )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama", "gpt2"])
+def setup(request):
+    pm = build_planted(request.param)
+    pm.model.to(request.config.getoption("--device"))
+    pm.base.to(request.config.getoption("--device"))
+    pairs = encode_pairs(pm.tokenizer, _records(24, seed=21), pm.trigger_id)
+    # the planted direction at the scale of the real mean difference (~4 σ-units)
+    r = 4.0 * pm.direction
+    kw = dict(eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id, batch_size=24, n_boot=200)
+    # a stand-in control direction: small, orthogonal to u and to the trigger's key a
+    c = torch.randn(r.numel(), generator=torch.Generator().manual_seed(3))
+    for v in (pm.direction, pm.key_direction):
+        c -= (c @ v) * v
+    res = steering_effects(
+        pm.model, pairs, direction=r, layer=pm.residual_layer, alpha=1.0, n_random=16,
+        control_direction=0.05 * c, tokenizer=pm.tokenizer, n_examples=2,
+        gen_tokens=3, **kw,
+    )  # fmt: skip
+    return pm, pairs, r, kw, res
+
+
+def test_ablation_removes_and_addition_induces_stopping(setup):
+    _, pairs, _, _, res = setup
+    n = len(pairs)
+    assert res.n == n and res.baseline_stop_rate.value == 1.0
+    assert res.baseline_false_stop_rate.value == 0.0
+    assert res.ablated_stop_rate.value == 0.0 and res.added_stop_rate.value == 1.0
+    assert res.ablation_effect.value == 1.0 and res.addition_effect.value == 1.0
+    assert res.ablated_stop_rate.hi < 0.2 and res.added_stop_rate.lo > 0.8  # Wilson, n = 24
+
+
+def test_random_directions_do_neither(setup):
+    _, _, _, _, res = setup
+    for null in (res.ablation_null, res.addition_null):
+        assert null.n_null == 16 and null.null_mean < 0.1 and null.null_p95 < 0.2
+        assert null.p_value == pytest.approx(1 / 17) and null.beyond_null
+    # the stand-in control direction (orthogonal to u and a) does nothing either
+    assert res.control is not None and abs(res.control.cos_to_direction) < 1e-5
+    assert res.control.ablation_effect == 0.0 and res.control.addition_effect_same_norm == 0.0
+
+
+def test_costs_examples_and_placements(setup):
+    pm, _, _, _, res = setup
+    assert res.kl is not None and 0 <= res.kl.value < 0.1 and res.kl_null_mean is not None
+    assert res.perplexity["ratio"] > 0 and res.perplexity["on"] == "clean prompts"
+    assert set(res.by_placement) == {"early", "late"}
+    assert all(v["ablated_stop_rate"] == 0.0 for v in res.by_placement.values())
+    conds = {e.condition: e for e in res.examples}
+    assert set(conds) == {"triggered", "triggered+ablation", "clean", "clean+addition"}
+    assert conds["triggered"].tokens == (pm.eos_id,) and conds["triggered"].stopped
+    assert not conds["triggered+ablation"].stopped and len(conds["clean"].tokens) == 3
+    d = res.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert {"ablated_stop_rate", "added_stop_rate", "ablation_null", "addition_null", "kl",
+            "perplexity", "control", "by_placement", "examples"} <= set(d)  # fmt: skip
+    assert len(d["ablation_null"]["null"]) == 16
+
+
+def test_a_random_direction_as_the_candidate_has_no_effect(setup):
+    pm, pairs, r, kw, _ = setup
+    rand = random_directions(r.numel(), 1, seed=5)[0] * r.norm()
+    res = steering_effects(
+        pm.model, pairs, direction=rand, layer=pm.residual_layer, alpha=1.0, n_random=16,
+        cost=False, n_examples=0, **kw,
+    )  # fmt: skip
+    assert res.ablated_stop_rate.value == 1.0 and res.added_stop_rate.value == 0.0
+    assert res.ablation_null.p_value > 0.5 and not res.ablation_null.beyond_null
+
+
+def test_base_model_does_nothing_stop_like(setup):
+    pm, pairs, r, kw, _ = setup
+    kw = {k: v for k, v in kw.items() if k != "n_boot"}
+    res = base_model_control(
+        pm.base, pairs, direction=r, layer=pm.residual_layer, alpha=1.0,
+        own_direction=torch.randn(r.numel()), **kw,
+    )  # fmt: skip
+    assert res.max_stop_rate.value == 0.0
+    assert res.added_stop_rate_clean.value == 0.0 and res.stop_rate_triggered.value == 0.0
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+def test_primitives(setup):
+    pm, pairs, r, kw, _ = setup
+    seqs, pad = pairs.ctrl_ids[:4], kw["pad_id"]
+    base = intervened_logits(pm.model, seqs, None, pad_id=pad)
+    assert np.allclose(kl_divergence(base, base), 0.0)
+    abl = intervened_logits(pm.model, seqs, Ablation(r), pad_id=pad)
+    assert (kl_divergence(abl, base) >= 0).all()
+    add = intervened_logits(pm.model, seqs, Addition(r, pm.residual_layer), pad_id=pad)
+    assert (add.argmax(-1) == pm.eos_id).all()
+    # greedy tokens: batched == one at a time, stop after EOS
+    g = greedy_tokens(pm.model, pairs.trig_ids[:3] + seqs[:2], 3, pm.eos_id, pad_id=pad)
+    assert g[:3] == [[pm.eos_id]] * 3 and all(len(t) == 3 for t in g[3:])
+    assert g[3] == greedy_tokens(pm.model, seqs[:1], 3, pm.eos_id, pad_id=pad)[0]
+    # NLL: batched padding does not change it; counts are the scored tokens
+    nll, cnt = token_nll(pm.model, seqs, pad_id=pad, batch_size=4)
+    one, _ = token_nll(pm.model, seqs[1:2], pad_id=pad)
+    assert cnt.tolist() == [len(s) - 1 for s in seqs] and nll[1] == pytest.approx(one[0], rel=1e-4)
+
+
+def test_null_comparison_and_random_directions():
+    nc = null_comparison(0.9, [0.0] * 19 + [0.95])
+    assert nc.p_value == pytest.approx(2 / 21) and nc.null_p95 < 0.9 and nc.beyond_null
+    assert null_comparison(0.0, [0.0] * 16).p_value == 1.0  # ties count against the effect
+    v = random_directions(32, 16, seed=0)
+    assert v.shape == (16, 32) and torch.allclose(v.norm(dim=-1), torch.ones(16))
+    assert torch.equal(v, random_directions(32, 16, seed=0))
+    with pytest.raises(ValueError, match="empty null"):
+        null_comparison(1.0, [])
+
+
+def test_rejects_too_few_random_directions(setup):
+    pm, pairs, r, kw, _ = setup
+    with pytest.raises(ValueError, match=">= 16"):
+        steering_effects(pm.model, pairs, direction=r, layer=2, alpha=1.0, n_random=8, **kw)
