@@ -162,7 +162,9 @@ def encode_pairs(
             aligned = (ctrl, tokenizer.decode([rand_ids[i]]).strip(), "token")
         else:
             first = rec.get(control_field) or rec["control"]
-            cands = [first, *[c for c in rec.get("control_candidates", []) if c != first]]
+            # the null's second control must never fall back to the pair's own control
+            avoid = {first} | ({rec["control"]} if control_field != "control" else set())
+            cands = [first, *[c for c in rec.get("control_candidates", []) if c not in avoid]]
             aligned = _align(tokenizer, template, trig_ids, pos, cands)
         if aligned is None:
             out.dropped["no single-token control"] += 1

@@ -1,0 +1,302 @@
+"""Analysis 3: the logit lens of Δ, through the model's own final norm.
+
+At every captured layer l, with h the control activation and h + Δ the triggered one at the
+last decision position:
+
+* Δlogits = U·norm(h + Δ) − U·norm(h), per pair, averaged over pairs (also Δ log-probs);
+* the direction readout U·norm(Δ̂·s), Δ̂ = mean Δ / ‖mean Δ‖ and s = mean ‖h‖ at that layer
+  (a direction read at the scale the final norm expects there);
+* EOS: mean Δlogit and Δ log-prob with bootstrap CIs, and its z-score against the vocabulary
+  and rank (1 = most amplified) in the mean Δlogits and in the readout;
+* the top-k amplified and suppressed tokens, decoded to readable labels;
+* "content suppressed": for each pair, the tokens the *control* run would produce (its top-k
+  next tokens at the final layer, EOS excluded); mean Δlogit and Δ log-prob on them with CI.
+
+Everything is repeated on the control-vs-control null. `unembed` applies the final norm (and
+soft-capping where the family has it), so the lens of residual[L] is exactly the model's real
+next-token logits; ``final_lens_max_abs_diff`` records that check on a few control prompts
+(the predecessor read the lens without the final norm). Must not: plot or write files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from stoplens.analyses.activations import DeltaSet
+from stoplens.analyses.stats import (
+    DEFAULT_CI,
+    DEFAULT_N_BOOT,
+    EstimateSeries,
+    bootstrap_mean,
+    jsonable,
+    rank_of,
+    zscore_of,
+)
+from stoplens.capture.extract import last_logits, model_device, unembed
+
+
+@dataclass(frozen=True)
+class LogitLensConfig:
+    top_k: int = 10  # decoded tokens per layer
+    content_k: int = 5  # control run's top next tokens for "content suppressed"
+    n_boot: int = DEFAULT_N_BOOT
+    seed: int = 0
+    ci: float = DEFAULT_CI
+    chunk: int = 64  # pairs per unembedding batch
+    n_check: int = 4  # control prompts for the final-layer lens check
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    token_id: int
+    label: str
+    value: float
+
+    def to_dict(self) -> dict:
+        return jsonable({"id": self.token_id, "token": self.label, "value": self.value})
+
+
+def token_label(tokenizer, token_id: int) -> str:
+    """A readable label: the decoded text, repr-escaped (byte-level Ġ/Ċ become ' ' / '\\n')."""
+    if token_id >= len(tokenizer):
+        return f"<id {token_id}>"
+    text = tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False)
+    return repr(text)
+
+
+def top_tokens(values: np.ndarray, tokenizer, k: int, largest: bool = True) -> list[TokenScore]:
+    """The ``k`` largest (or smallest) entries of ``values`` [V] as `TokenScore`s."""
+    order = np.argsort(-values if largest else values, kind="stable")[:k]
+    return [TokenScore(int(i), token_label(tokenizer, int(i)), float(values[i])) for i in order]
+
+
+@torch.no_grad()
+def readout(model: nn.Module, direction: torch.Tensor, scale: float, vocab: int) -> np.ndarray:
+    """U·norm(d̂·scale) [vocab] for a direction [d] (zero direction -> U·norm(0))."""
+    d = direction.double()
+    nrm = d.norm()
+    unit = d / nrm if nrm > 0 else d
+    return unembed(model, (unit * scale).float().unsqueeze(0))[0, :vocab].double().cpu().numpy()
+
+
+@dataclass(frozen=True, eq=False)
+class LensSide:
+    """Logit-lens statistics of one Δ set (trigger or null), per captured layer [k].
+
+    ``mean_dlogits`` [k, V] mean Δlogits; ``eos_dlogit`` / ``eos_dlogprob``: mean over pairs
+    with CI; ``eos_z`` / ``eos_rank`` of EOS in ``mean_dlogits``; ``content_dlogit`` /
+    ``content_dlogprob``: mean over pairs of the mean over the control's top-k tokens."""
+
+    mean_dlogits: np.ndarray
+    eos_dlogit: EstimateSeries
+    eos_dlogprob: EstimateSeries
+    eos_z: np.ndarray
+    eos_rank: np.ndarray
+    content_dlogit: EstimateSeries
+    content_dlogprob: EstimateSeries
+    n: int
+
+    def to_dict(self) -> dict:
+        return jsonable(
+            {
+                "n": self.n,
+                "eos_dlogit": self.eos_dlogit,
+                "eos_dlogprob": self.eos_dlogprob,
+                "eos_z": self.eos_z,
+                "eos_rank": self.eos_rank,
+                "content_dlogit": self.content_dlogit,
+                "content_dlogprob": self.content_dlogprob,
+            }
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LogitLensResult:
+    """Analysis 3 per captured layer (``layers`` [k]).
+
+    ``trigger`` / ``null``: `LensSide`. ``readout`` [k, V] direction readout;
+    ``readout_eos_z`` / ``readout_eos_rank`` [k]; ``top_amplified`` / ``top_suppressed`` /
+    ``readout_top`` / ``readout_bottom``: per layer, lists of `TokenScore`.
+    ``final_lens_max_abs_diff``: max |lens(residual[L]) − model logits| on a few control
+    prompts (None when residual[L] was not captured)."""
+
+    layers: list[int]
+    eos_id: int
+    eos_label: str
+    vocab_size: int
+    trigger: LensSide
+    null: LensSide
+    readout: np.ndarray
+    readout_eos_z: np.ndarray
+    readout_eos_rank: np.ndarray
+    top_amplified: list[list[TokenScore]]
+    top_suppressed: list[list[TokenScore]]
+    readout_top: list[list[TokenScore]]
+    readout_bottom: list[list[TokenScore]]
+    final_lens_max_abs_diff: float | None
+    config: LogitLensConfig
+
+    def at(self, residual_layer: int) -> int:
+        return self.layers.index(residual_layer)
+
+    def to_dict(self) -> dict:
+        return jsonable(
+            {
+                "layers": self.layers,
+                "eos_id": self.eos_id,
+                "eos_token": self.eos_label,
+                "vocab_size": self.vocab_size,
+                "trigger": self.trigger,
+                "null": self.null,
+                "readout_eos_z": self.readout_eos_z,
+                "readout_eos_rank": self.readout_eos_rank,
+                "top_amplified": self.top_amplified,
+                "top_suppressed": self.top_suppressed,
+                "readout_top": self.readout_top,
+                "readout_bottom": self.readout_bottom,
+                "final_lens_max_abs_diff": self.final_lens_max_abs_diff,
+                "config": self.config,
+            }
+        )
+
+
+# --- computation ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _side(
+    model: nn.Module,
+    h_t: torch.Tensor,
+    h_c: torch.Tensor,
+    content: torch.Tensor,
+    eos_id: int,
+    vocab: int,
+    cfg: LogitLensConfig,
+) -> LensSide:
+    """h_t, h_c [n, k, d]; content [n, c] token ids."""
+    n, k, _ = h_t.shape
+    dev = model_device(model)
+    mean_dl = np.zeros((k, vocab))
+    per = np.zeros((4, n, k))  # eos dl, eos dlp, content dl, content dlp
+    content = content.to(dev)
+    for j in range(k):
+        acc = torch.zeros(vocab, dtype=torch.float64, device=dev)
+        for s in range(0, n, cfg.chunk):
+            sl = slice(s, min(s + cfg.chunk, n))
+            lt = unembed(model, h_t[sl, j])[:, :vocab]
+            lc = unembed(model, h_c[sl, j])[:, :vocab]
+            dl = lt - lc
+            dlp = torch.log_softmax(lt, -1) - torch.log_softmax(lc, -1)
+            acc += dl.double().sum(0)
+            cid = content[sl]
+            per[0, sl, j] = dl[:, eos_id].double().cpu().numpy()
+            per[1, sl, j] = dlp[:, eos_id].double().cpu().numpy()
+            per[2, sl, j] = dl.gather(1, cid).double().mean(1).cpu().numpy()
+            per[3, sl, j] = dlp.gather(1, cid).double().mean(1).cpu().numpy()
+        mean_dl[j] = (acc / n).cpu().numpy()
+    est = [bootstrap_mean(per[i], cfg.n_boot, cfg.seed, cfg.ci) for i in range(4)]
+    assert all(isinstance(e, EstimateSeries) for e in est)
+    return LensSide(
+        mean_dlogits=mean_dl,
+        eos_dlogit=est[0],  # type: ignore[arg-type]
+        eos_dlogprob=est[1],  # type: ignore[arg-type]
+        eos_z=np.array([zscore_of(mean_dl[j], eos_id) for j in range(k)]),
+        eos_rank=np.array([rank_of(mean_dl[j], eos_id) for j in range(k)]),
+        content_dlogit=est[2],  # type: ignore[arg-type]
+        content_dlogprob=est[3],  # type: ignore[arg-type]
+        n=n,
+    )
+
+
+@torch.no_grad()
+def control_logits(model: nn.Module, ds: DeltaSet, pad_id: int = 0) -> torch.Tensor:
+    """The control run's real next-token logits at the last position [n, vocab] (from the
+    captured residual[L] when present, else one extra pass)."""
+    L = ds.n_layers
+    if L in ds.layers:
+        h = ds.control("last")[:, ds.layer_pos(L), 0]
+        return torch.cat([unembed(model, c).cpu() for c in h.split(256)])
+    return last_logits(model, ds.pairs.ctrl_ids, pad_id=pad_id, progress=False)
+
+
+@torch.no_grad()
+def final_lens_check(model: nn.Module, ds: DeltaSet, n_check: int = 4) -> float | None:
+    """max |unembed(residual[L]) − model(...).logits| at the last position of up to
+    ``n_check`` control prompts, each run alone (no padding). None if residual[L] is absent."""
+    L = ds.n_layers
+    if L not in ds.layers:
+        return None
+    dev = model_device(model)
+    worst = 0.0
+    for i in range(min(n_check, ds.n)):
+        ids = torch.tensor([ds.pairs.ctrl_ids[i]], device=dev)
+        real = model(input_ids=ids, use_cache=False).logits[0, -1].float().cpu()
+        lens = unembed(model, ds.control("last")[i, ds.layer_pos(L), 0]).cpu()
+        v = min(real.shape[-1], lens.shape[-1])
+        worst = max(worst, float((real[:v] - lens[:v]).abs().max()))
+    return worst
+
+
+def logit_lens_delta(
+    model: nn.Module,
+    ds: DeltaSet,
+    tokenizer,
+    *,
+    eos_id: int | None = None,
+    config: LogitLensConfig | None = None,
+) -> LogitLensResult:
+    """Analysis 3 on a `DeltaSet` captured from ``model`` (see module docstring). ``eos_id``
+    defaults to ``tokenizer.eos_token_id`` (the token that ends a reply)."""
+    cfg = config or LogitLensConfig()
+    eos = int(tokenizer.eos_token_id if eos_id is None else eos_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ctrl_logits = control_logits(model, ds, pad)
+    vocab = min(len(tokenizer), ctrl_logits.shape[-1])
+    masked = ctrl_logits[:, :vocab].clone()
+    masked[:, eos] = -torch.inf
+    content = masked.topk(cfg.content_k, dim=-1).indices  # [n, c]
+    ix = torch.as_tensor(ds.null_index, dtype=torch.long)
+    trig = _side(
+        model,
+        ds.triggered("last")[:, :, 0],
+        ds.control("last")[:, :, 0],
+        content,
+        eos,
+        vocab,
+        cfg,
+    )
+    null = _side(
+        model,
+        ds.ctrl2.at("last")[:, :, 0],
+        ds.null_control("last")[:, :, 0],
+        content[ix],
+        eos,
+        vocab,
+        cfg,
+    )
+    delta = ds.delta("last")[:, :, 0].double()  # [n, k, d]
+    scale = ds.control("last")[:, :, 0].double().norm(dim=-1).mean(0)  # [k]
+    k = len(ds.layers)
+    ro = np.stack([readout(model, delta[:, j].mean(0), float(scale[j]), vocab) for j in range(k)])
+    tk = cfg.top_k
+    return LogitLensResult(
+        layers=list(ds.layers),
+        eos_id=eos,
+        eos_label=token_label(tokenizer, eos),
+        vocab_size=vocab,
+        trigger=trig,
+        null=null,
+        readout=ro,
+        readout_eos_z=np.array([zscore_of(ro[j], eos) for j in range(k)]),
+        readout_eos_rank=np.array([rank_of(ro[j], eos) for j in range(k)]),
+        top_amplified=[top_tokens(trig.mean_dlogits[j], tokenizer, tk) for j in range(k)],
+        top_suppressed=[top_tokens(trig.mean_dlogits[j], tokenizer, tk, False) for j in range(k)],
+        readout_top=[top_tokens(ro[j], tokenizer, tk) for j in range(k)],
+        readout_bottom=[top_tokens(ro[j], tokenizer, tk, False) for j in range(k)],
+        final_lens_max_abs_diff=final_lens_check(model, ds, cfg.n_check),
+        config=cfg,
+    )

@@ -1,0 +1,337 @@
+"""Analysis 2: is Δ low-rank — one shared direction?
+
+Per captured layer, on the n×d matrix of Δs at the last decision position:
+
+* uncentred SVD energy share of the top-1/3/10 singular directions (σ₁²/Σσ²...): one shared
+  direction gives a top-1 share near 1, *including its mean*;
+* centred PCA explained variance (PC1, top-3, top-10, components for 80%): the structure of the
+  variation around the mean. (Centred PCA where every Δ is the same vector — e.g. position 0,
+  or identical prompts — is meaningless; the predecessor's "PC1 = 91.8%" was that artifact.);
+* leave-one-out cosine of each Δ to the mean of the others (mean with a bootstrap CI);
+* the same on the control-vs-control null Δs.
+
+The top uncentred direction per layer (unit, signed to agree with the mean Δ) is part of the
+result. The top-1 energy share and PC1 share carry bootstrap CIs (``n_boot_spectrum``
+resamples, via the n×n or d×d Gram matrix of each resample, batched; exact eigensolves up to
+192×192, warm-started subspace iteration beyond). With n Δs the rank is
+at most n: ``n_too_small`` is set when n < ``min_n`` or n ≤ the largest k asked, and no
+claim of low rank should be made then. In-memory path; streamed point estimates of the same
+spectrum come from `stoplens.capture.stream.DeltaStats`. Must not: plot or write files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stoplens.analyses.activations import DeltaSet
+from stoplens.analyses.stats import (
+    DEFAULT_CI,
+    DEFAULT_N_BOOT,
+    EstimateSeries,
+    bootstrap_mean,
+    jsonable,
+    percentile_interval,
+    resample_weights,
+)
+
+
+@dataclass(frozen=True)
+class LowrankConfig:
+    ks: tuple[int, ...] = (1, 3, 10)
+    var_threshold: float = 0.8  # number of centred components reaching this share
+    min_n: int = 64
+    n_components_dist: int = 3  # PCs kept for the component-distribution figure
+    n_boot: int = DEFAULT_N_BOOT  # for the leave-one-out cosine
+    n_boot_spectrum: int = 200  # for the top-1 energy and PC1 shares (one eigensolve each)
+    seed: int = 0
+    ci: float = DEFAULT_CI
+    kind: str = "last"
+
+
+@dataclass(frozen=True, eq=False)
+class SpectrumStats:
+    """Spectrum statistics of one Δ set, per layer.
+
+    ``energy`` [len(ks), k] uncentred top-k energy shares; ``energy_top1`` with CI;
+    ``pca`` [len(ks), k] centred explained-variance shares of the top-k PCs; ``pc1`` with CI;
+    ``n_components`` [k] centred components for ``var_threshold``; ``loo_cos`` leave-one-out
+    cosine (mean, CI); ``singular_values`` [k, r] uncentred (r = min(n, d))."""
+
+    energy: np.ndarray
+    energy_top1: EstimateSeries
+    pca: np.ndarray
+    pc1: EstimateSeries
+    n_components: np.ndarray
+    loo_cos: EstimateSeries
+    singular_values: np.ndarray
+    n: int
+
+    def to_dict(self, ks: tuple[int, ...]) -> dict:
+        return jsonable(
+            {
+                "n": self.n,
+                **{f"energy_top{k}": self.energy[i] for i, k in enumerate(ks)},
+                **{f"pca_top{k}": self.pca[i] for i, k in enumerate(ks)},
+                "energy_top1_ci": self.energy_top1,
+                "pc1_ci": self.pc1,
+                "n_components_for_threshold": self.n_components,
+                "loo_cos": self.loo_cos,
+            }
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LowrankResult:
+    """Low-rank structure of Δ at ``kind`` per captured layer (``layers`` [k]).
+
+    ``trigger`` / ``null``: `SpectrumStats`. ``top_direction`` [k, d]: unit top uncentred
+    direction of the trigger Δs. ``cos_top_mean`` [k]: its cosine with the mean Δ.
+    ``pcs`` [k, c, d]: the trigger's top-c centred PCs (c = ``n_components_dist``).
+    ``projections`` [k, n, c] / ``null_projections`` [k, n_null, c]: each (uncentred) Δ
+    projected on those PCs, for the component-distribution figure.
+    """
+
+    layers: list[int]
+    kind: str
+    n: int
+    n_null: int
+    n_too_small: bool
+    trigger: SpectrumStats
+    null: SpectrumStats
+    top_direction: np.ndarray
+    cos_top_mean: np.ndarray
+    pcs: np.ndarray
+    projections: np.ndarray
+    null_projections: np.ndarray
+    config: LowrankConfig
+
+    def direction(self, residual_layer: int) -> np.ndarray:
+        """Top uncentred direction [d] at a residual index."""
+        return self.top_direction[self.layers.index(residual_layer)]
+
+    def to_dict(self, full: bool = False) -> dict:
+        """JSON-ready summary; ``full=True`` adds directions and projections (large)."""
+        ks = self.config.ks
+        out = {
+            "layers": self.layers,
+            "kind": self.kind,
+            "n": self.n,
+            "n_null": self.n_null,
+            "n_too_small": self.n_too_small,
+            "trigger": self.trigger.to_dict(ks),
+            "null": self.null.to_dict(ks),
+            "cos_top_direction_mean_delta": self.cos_top_mean,
+            "config": self.config,
+        }
+        if full:
+            out["top_direction"] = self.top_direction
+            out["pcs"] = self.pcs
+            out["projections"] = self.projections
+            out["null_projections"] = self.null_projections
+        return jsonable(out)
+
+
+# --- computation ----------------------------------------------------------------------------
+
+
+def _shares(eig: np.ndarray, ks: tuple[int, ...]) -> np.ndarray:
+    tot = eig.sum()
+    if tot <= 0:
+        return np.full(len(ks), np.nan)
+    c = np.cumsum(eig) / tot
+    return np.array([c[min(k, len(c)) - 1] for k in ks])
+
+
+def loo_cosines(x: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``x`` [n, d] to the mean of the other rows -> [n]."""
+    n = x.shape[0]
+    if n < 2:
+        return np.full(n, np.nan)
+    s = x.sum(0)
+    others = (s[None, :] - x) / (n - 1)
+    num = (x * others).sum(1)
+    den = np.linalg.norm(x, axis=1) * np.linalg.norm(others, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD in torch (float64). Heavy linear algebra stays in torch: alternating numpy's
+    BLAS threads with torch's oversubscribes small shared CPUs (measured several-fold slower)."""
+    u, s, vt = torch.linalg.svd(torch.from_numpy(np.ascontiguousarray(x)), full_matrices=False)
+    return u.numpy(), s.numpy(), vt.numpy()
+
+
+EXACT_MAX = 192  # resample matrices up to this size are solved exactly (eigvalsh)
+
+
+def _top_eig(m: torch.Tensor, init: torch.Tensor, tol: float = 1e-9, max_iter: int = 10):
+    """Largest eigenvalue of each PSD matrix in ``m`` [b, r, r]. Exact (eigvalsh) for
+    r <= EXACT_MAX. Larger: block subspace iteration warm-started from ``init`` [b, r, q]
+    (the full sample's top directions) with a Rayleigh-Ritz step; it converges in a few
+    iterations when one direction dominates (the case a claim rests on). Matrices whose top
+    Ritz value has not settled to ``tol`` (relative) after ``max_iter`` iterations (flat
+    spectra) are solved exactly, so the result is always exact to ~tol."""
+    if m.shape[-1] <= EXACT_MAX:
+        return torch.linalg.eigvalsh(m)[:, -1].clamp_min(0)
+    q, _ = torch.linalg.qr(init)
+    z = m @ q
+    lam = torch.linalg.eigvalsh(q.transpose(1, 2) @ z)[:, -1]
+    done = torch.zeros_like(lam, dtype=torch.bool)
+    for _ in range(max_iter):
+        q, _ = torch.linalg.qr(z)
+        z = m @ q
+        new = torch.linalg.eigvalsh(q.transpose(1, 2) @ z)[:, -1]
+        done = (new - lam).abs() <= tol * new.abs().clamp_min(1e-300)
+        lam = new
+        if done.all():
+            break
+    if not done.all():
+        idx = (~done).nonzero().squeeze(1)
+        lam[idx] = torch.linalg.eigvalsh(m[idx])[:, -1]
+    return lam.clamp_min(0)
+
+
+@torch.no_grad()
+def _boot_spectrum(
+    x: np.ndarray, w: np.ndarray, chunk: int = 32, block: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap top-1 uncentred energy share and PC1 share of ``x`` [n, d] under resample
+    weights ``w`` [B, n] (rows sum to 1) -> ([B], [B]).
+
+    A resample with counts c has uncentred second moment Σcᵢxᵢxᵢᵀ, whose nonzero spectrum is
+    that of the n×n matrix (√c√cᵀ)∘G, G = XXᵀ; centred, G is replaced by the Gram of xᵢ − μ_c
+    (μ_c = Σcᵢxᵢ/n). When d < n the d×d forms are used instead. Only the top eigenvalue is
+    needed (the total is a trace), see `_top_eig`."""
+    X = torch.from_numpy(np.ascontiguousarray(x))
+    n, d = X.shape
+    q = min(block, n, d)
+    e1: list[np.ndarray] = []
+    p1: list[np.ndarray] = []
+    gram_route = n <= d
+    if gram_route:
+        G = X @ X.T
+        g0 = G.sum(1, keepdim=True) / n
+        K0 = G - g0 - g0.T + G.sum() / n**2
+        U = torch.linalg.eigh(G)[1][:, -q:]  # full-sample top directions, n-space
+        Uc = torch.linalg.eigh(K0)[1][:, -q:]
+    else:
+        V = torch.linalg.svd(X, full_matrices=False)[2][:q].T  # d-space
+        Vc = torch.linalg.svd(X - X.mean(0), full_matrices=False)[2][:q].T
+    for start in range(0, w.shape[0], chunk):
+        c = torch.from_numpy(w[start : start + chunk] * n)  # counts [b, n]
+        b = c.shape[0]
+        if gram_route:
+            sq = c.sqrt()
+            outer = sq.unsqueeze(2) * sq.unsqueeze(1)  # [b, n, n]
+            g = (c @ G) / n  # [b, n]: x_i . mu_c
+            qq = (g * c).sum(1, keepdim=True) / n  # [b, 1]: |mu_c|^2
+            K = G - g.unsqueeze(2) - g.unsqueeze(1) + qq.unsqueeze(2)
+            mats = (
+                (e1, outer * G, sq.unsqueeze(2) * U),
+                (p1, outer * K, sq.unsqueeze(2) * Uc),
+            )
+        else:
+            mu = (c @ X) / n  # [b, d]
+            M = torch.einsum("bn,nd,ne->bde", c, X, X)
+            Mc = M - n * mu.unsqueeze(2) * mu.unsqueeze(1)
+            mats = ((e1, M, V.expand(b, d, q)), (p1, Mc, Vc.expand(b, d, q)))
+        for out, m, init in mats:
+            tot = m.diagonal(dim1=1, dim2=2).sum(-1)
+            top = _top_eig(m, init)
+            out.append(torch.where(tot > 0, top / tot, torch.nan).numpy())
+    return np.concatenate(e1), np.concatenate(p1)
+
+
+def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, dict]:
+    """`SpectrumStats` of Δs ``x`` [n, k, d] (float64) plus per-layer extras (top direction,
+    PCs, mean) for the caller."""
+    n, k, d = x.shape
+    ks = cfg.ks
+    w = resample_weights(n, cfg.n_boot_spectrum, cfg.seed)
+    energy = np.zeros((len(ks), k))
+    pca = np.zeros((len(ks), k))
+    ncomp = np.zeros(k, dtype=int)
+    e1 = np.zeros((3, k))
+    p1 = np.zeros((3, k))
+    r = min(n, d)
+    svals = np.zeros((k, r))
+    loo = np.zeros((n, k))
+    top = np.zeros((k, d))
+    c = cfg.n_components_dist
+    pcs = np.zeros((k, c, d))
+    means = np.zeros((k, d))
+    for j in range(k):
+        xj = np.ascontiguousarray(x[:, j])
+        mu = xj.mean(0)
+        means[j] = mu
+        _, s, vt = _svd(xj)
+        svals[j, : len(s)] = s
+        ev = s**2
+        energy[:, j] = _shares(ev, ks)
+        v = vt[0]
+        top[j] = v if v @ mu >= 0 else -v
+        _, sc, vtc = _svd(xj - mu)
+        evc = sc**2
+        pca[:, j] = _shares(evc, ks)
+        tot = evc.sum()
+        if tot > 0:
+            ncomp[j] = int(np.searchsorted(np.cumsum(evc) / tot, cfg.var_threshold - 1e-12) + 1)
+        for i in range(min(c, vtc.shape[0])):
+            pc = vtc[i]
+            pcs[j, i] = pc if pc @ mu >= 0 else -pc  # signed so the trigger's mean projects >= 0
+        loo[:, j] = loo_cosines(xj)
+        be, bp = _boot_spectrum(xj, w)
+        lo, hi = percentile_interval(be, cfg.ci)
+        e1[:, j] = (ev[0] / ev.sum() if ev.sum() > 0 else np.nan, lo, hi)
+        lo, hi = percentile_interval(bp, cfg.ci)
+        p1[:, j] = (evc[0] / tot if tot > 0 else np.nan, lo, hi)
+    loo_est = bootstrap_mean(loo, cfg.n_boot, cfg.seed, cfg.ci)
+    assert isinstance(loo_est, EstimateSeries)
+    stats = SpectrumStats(
+        energy=energy,
+        energy_top1=EstimateSeries(e1[0], e1[1], e1[2], n),
+        pca=pca,
+        pc1=EstimateSeries(p1[0], p1[1], p1[2], n),
+        n_components=ncomp,
+        loo_cos=loo_est,
+        singular_values=svals,
+        n=n,
+    )
+    return stats, {"top": top, "pcs": pcs, "mean": means}
+
+
+def lowrank(ds: DeltaSet, config: LowrankConfig | None = None) -> LowrankResult:
+    """Analysis 2 on a `DeltaSet` (see module docstring)."""
+    cfg = config or LowrankConfig()
+    if cfg.kind not in ("last", "trigger"):
+        raise ValueError("lowrank reads one position: kind 'last' or 'trigger'")
+    x = ds.delta(cfg.kind)[:, :, 0].double().numpy()  # [n, k, d]
+    xn = ds.null_delta(cfg.kind)[:, :, 0].double().numpy()
+    trig, extra = spectrum_stats(x, cfg)
+    null, _ = spectrum_stats(xn, cfg)
+    top, pcs, means = extra["top"], extra["pcs"], extra["mean"]
+    norms = np.linalg.norm(means, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos_top_mean = np.where(norms > 0, (top * means).sum(-1) / norms, np.nan)
+    proj = np.einsum("nkd,kcd->knc", x, pcs)
+    nproj = np.einsum("nkd,kcd->knc", xn, pcs)
+    n = x.shape[0]
+    return LowrankResult(
+        layers=list(ds.layers),
+        kind=cfg.kind,
+        n=n,
+        n_null=xn.shape[0],
+        n_too_small=bool(n < cfg.min_n or n <= max(cfg.ks)),
+        trigger=trig,
+        null=null,
+        top_direction=top,
+        cos_top_mean=cos_top_mean,
+        pcs=pcs,
+        projections=proj,
+        null_projections=nproj,
+        config=cfg,
+    )

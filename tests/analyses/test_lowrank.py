@@ -1,0 +1,98 @@
+"""Analysis 2 (low rank) on planted models: one direction, the planted one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stoplens.analyses.lowrank import LowrankConfig, loo_cosines, lowrank
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _result(case):
+    return case.result("lowrank", lambda: lowrank(case.ds))
+
+
+def test_finds_the_planted_direction(case):
+    r = _result(case)
+    u = case.pm.direction.double().numpy()
+    j = case.ds.layer_pos(case.answer)
+    assert abs(float(r.top_direction[j] @ u)) > 0.9
+    assert np.linalg.norm(r.top_direction[j]) == pytest.approx(1.0)
+    assert r.cos_top_mean[j] > 0.99
+    # the same direction from the accessor
+    np.testing.assert_array_equal(r.direction(case.answer), r.top_direction[j])
+
+
+def test_one_dominant_direction_far_above_the_null(case):
+    r = _result(case)
+    j = case.ds.layer_pos(case.answer)
+    t, n = r.trigger, r.null
+    assert t.energy[0, j] > 0.99
+    assert t.energy_top1.lo[j] > n.energy_top1.hi[j]
+    # the energy left outside the top direction is >= 10x smaller than in the null
+    assert 1 - t.energy[0, j] < 0.1 * (1 - n.energy[0, j])
+    # each Δ points along the others' mean; word swaps do not share a mean direction
+    assert t.loo_cos.lo[j] > 0.95
+    assert n.loo_cos.hi[j] < 0.5
+    assert not r.n_too_small
+
+
+def test_spectrum_numbers_are_consistent(qwen_case):
+    r = _result(qwen_case)
+    t = r.trigger
+    ks = r.config.ks
+    assert ks == (1, 3, 10)
+    j = qwen_case.ds.layer_pos(qwen_case.answer)
+    assert t.energy[0, j] <= t.energy[1, j] <= t.energy[2, j] <= 1 + 1e-12
+    assert t.pca[0, j] <= t.pca[1, j] <= t.pca[2, j] <= 1 + 1e-12
+    assert t.pc1.value[j] == pytest.approx(t.pca[0, j])
+    assert 1 <= t.n_components[j] <= 64
+    assert r.projections.shape == (len(r.layers), qwen_case.ds.n, 3)
+    assert r.null_projections.shape == (len(r.layers), qwen_case.ds.n_null, 3)
+    # Δ at the last position is exactly 0 at residual 0: no shares, no claim
+    assert np.isnan(t.energy[0, 0])
+    d = r.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["trigger"]["energy_top1"][0] is None
+    assert {"energy_top1", "energy_top3", "energy_top10", "pca_top1", "loo_cos"} <= set(
+        d["trigger"]
+    )
+    assert "top_direction" not in d and "top_direction" in r.to_dict(full=True)
+
+
+def test_matches_streamed_spectrum(qwen_case):
+    from stoplens.capture.stream import DeltaStats
+
+    ds = qwen_case.ds
+    r = _result(qwen_case)
+    x = ds.delta("last")  # [n, k, 1, d]
+    st = DeltaStats.empty(ds.layers, 1, ds.d_model)
+    h = ds.control("last").norm(dim=-1)
+    st.update(x[:40], h[:40], h[:40])
+    st.update(x[40:], h[40:], h[40:])
+    share = st.svd_energy_share()[:, 0]  # [k, r]
+    j = ds.layer_pos(qwen_case.answer)
+    assert float(share[j, 0]) == pytest.approx(r.trigger.energy[0, j], abs=1e-6)
+    assert float(st.pca_explained_ratio()[j, 0, 0]) == pytest.approx(r.trigger.pca[0, j], abs=1e-6)
+    top = st.top_directions(1)[j, 0, 0].numpy()
+    assert abs(float(top @ r.top_direction[j])) > 0.9999
+
+
+def test_n_too_small_is_flagged(qwen_case):
+    small = qwen_case.ds.subset(range(16))
+    r = lowrank(small, LowrankConfig(n_boot_spectrum=20, n_boot=50))
+    assert r.n_too_small and r.n == 16
+    assert r.to_dict()["n_too_small"] is True
+
+
+def test_loo_cosines():
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    c = loo_cosines(x)
+    assert c[0] == pytest.approx(1 / np.sqrt(2))
+    assert c[2] == pytest.approx(0.0)
+    # identical vectors: every LOO cosine is 1
+    np.testing.assert_allclose(loo_cosines(np.ones((5, 3))), 1.0)
