@@ -347,7 +347,9 @@ def run_causal_suite(
     ctrl2 = encode_pairs(ft.tokenizer, test_recs, ft.trigger_id, control_field="control2")
     train_recs = pair_records(models.data_dir, "train", opts.control_kind)
     ctrl2_train = encode_pairs(ft.tokenizer, train_recs, ft.trigger_id, control_field="control2")
-    cfg = CausalConfig(seed=opts.seed, batch_size=opts.batch_size)
+    cfg = CausalConfig(
+        seed=opts.seed, batch_size=opts.batch_size, heldout=_placement_halves(train, test)
+    )
     _log(
         f"causal: patching, directions and steering on {len(train)}/{len(val)}/{len(test)} train/val/test pairs",
         opts.progress,
@@ -405,6 +407,19 @@ def run_causal_suite(
             batch_size=opts.batch_size,
         )
     return out
+
+
+def _placement_halves(train, test) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] | None:
+    """Held-out placement splits: the placements in two complementary halves, each fitted on
+    one half and tested on the other (2 splits instead of leave-one-out: a third of the cost,
+    and each test half still holds several placements)."""
+    places = sorted(
+        {str(m.get("placement")) for m in test.meta} & {str(m.get("placement")) for m in train.meta}
+    )
+    if len(places) < 2:
+        return None
+    a, b = tuple(places[0::2]), tuple(places[1::2])
+    return ((a, b), (b, a))
 
 
 def _null_pairs(pairs, ctrl2):

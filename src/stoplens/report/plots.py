@@ -52,8 +52,8 @@ def _depth_bands(ax, bands: dict[str, list[int]]) -> None:
             ax.axvspan(min(layers) - 0.5, max(layers) + 0.5, color="k", alpha=shades[name], lw=0)
     for name, layers in bands.items():
         if layers:
-            ax.text(np.mean(layers), 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
-                    va="bottom", fontsize=8, color="0.35")  # fmt: skip
+            ax.text(np.mean(layers), 0.98, name, transform=ax.get_xaxis_transform(), ha="center",
+                    va="top", fontsize=8, color="0.35")  # fmt: skip
 
 
 def layerwise_figure(res, path: Path) -> Path:
@@ -377,7 +377,8 @@ def steering_figure(causal, path: Path) -> Path:
     ax2 = ax.twinx()
     ax2.plot(xs, [c.kl for c in cands], "^:", color=NULL, label="KL on clean prompts (ablation)")
     ax2.set_ylabel("KL (nats)")
-    ax.set_xlabel("candidate layer (layer 0 and the last 20% excluded)")
+    ax.set_xlabel("layer (layer 0 and the last 20% are never selected)")
+    ax.set_xticks(xs)
     ax.set_ylabel("mean stop score  log p(EOS) − log(1−p(EOS))")
     ax.set_title("Direction selection on the validation split")
     h1, l1 = ax.get_legend_handles_labels()

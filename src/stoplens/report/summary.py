@@ -62,7 +62,10 @@ def build_verdicts(results: dict[str, Any], th: Thresholds) -> Verdicts:
     if lw is not None:
         s = lw.summary["last"]
         depth = s.peak_layer_rel / max(lw.n_layers, 1)
-        val = f"{shape} (peak at layer {s.peak_layer_rel} of {lw.n_layers}, depth {depth:.2f}; excess ‖Δ‖/‖h‖ {s.peak_excess_rel:.3g})"
+        val = (
+            f"{shape} (largest rise at layer {s.largest_increase_layer} of {lw.n_layers}; peak at layer "
+            f"{s.peak_layer_rel}, depth {depth:.2f}; excess ‖Δ‖/‖h‖ {s.peak_excess_rel:.3g})"
+        )
         note = "excess over the control-vs-control null at the last prompt position; bands: early < 1/3 ≤ mid < 2/3 ≤ late"
         checks.append(
             Check(

@@ -23,9 +23,8 @@ class Thresholds:
     eos_rank_max: int = 10  # EOS among the top-k amplified tokens
     eos_z_min: float = 3.0
     min_pairs: int = 64  # below this, no low-rank claim
-    necessary_drop_min: float = 0.5  # ablation lowers triggered stop rate by at least this
-    sufficient_rise_min: float = 0.5  # addition raises clean stop rate by at least this
-    general_ratio_min: float = 0.5  # held-out effect at least this fraction of in-sample
+    # the causal thresholds live in `stoplens.analyses.causal.CausalConfig` and are reported
+    # with each causal check
 
 
 @dataclass(frozen=True)
