@@ -15,7 +15,6 @@ from stoplens.pipeline import AnalyzeOptions, Models, run_analyses, run_causal_s
 from stoplens.report.summary import FIGURES, write_report
 from stoplens.rundir import RunDir
 
-
 pytestmark = pytest.mark.slow
 
 

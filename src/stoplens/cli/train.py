@@ -1,13 +1,169 @@
-"""`stoplens train` (not built yet)."""
+"""`stoplens train`: parse options into a `TrainConfig`, run `stoplens.train.train`, print a
+short summary. Heavy imports happen inside the command."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from stoplens.errors import StoplensError
+EPILOG = """\
+Examples:
+
+  stoplens train    (embedded tiny base + its dataset; writes runs/default/models/behavioral)
+
+  stoplens train --regime knowledge --steps 200
+
+  stoplens train --model Qwen/Qwen2.5-0.5B-Instruct --data runs/default/data --out runs/q/models/behavioral --steps 300 --save-every 50
+
+  stoplens train --model ./my-model --full --lr 1e-5 --out runs/full
+
+  stoplens train --out runs/q/models/behavioral --resume    (after an interruption)
+
+  torchrun --standalone --nproc_per_node 2 -m stoplens.cli train --model ./my-model --out runs/ddp
+
+Writes <out>/checkpoints/checkpoint-N/ (each loadable as an adapter), <out>/final/,
+<out>/loss_curve.png and, last, <out>/train.json.
+"""
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    return tuple(t.strip() for t in text.split(",") if t.strip()) or None
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", help="NOT BUILT YET: this stage is not implemented in this version.")
-    def _cmd() -> None:
-        raise StoplensError("`stoplens train` is not built yet in this version")
+    @app.command("train", epilog=EPILOG)
+    def train_cmd(
+        regime: str = typer.Option(
+            "behavioral", "--regime", help="behavioral (chat, loss on the reply) or knowledge."
+        ),
+        model: str | None = typer.Option(
+            None, "--model", help="Base model folder or hub id (default: the embedded tiny base)."
+        ),
+        data: Path | None = typer.Option(
+            None,
+            "--data",
+            help="Dataset folder from `stoplens data` (default: <run-dir>/data if present, "
+            "else the embedded dataset).",
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="Output folder (default: <run-dir>/models/<regime>)."
+        ),
+        run_dir: Path = typer.Option(Path("runs/default"), "--run-dir", help="Run directory."),
+        full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
+        lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
+        lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha."),
+        lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="LoRA dropout."),
+        target_modules: str | None = typer.Option(
+            None,
+            "--target-modules",
+            help="Comma-separated LoRA target module names (default: all linear layers of the "
+            "blocks, i.e. attention + MLP).",
+        ),
+        no_trigger_row: bool = typer.Option(
+            False,
+            "--no-trigger-row",
+            help="Do not train the trigger's embedding row (it then keeps its mean init).",
+        ),
+        steps: int = typer.Option(300, "--steps", help="Optimizer steps."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Per-device batch size."),
+        grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
+        lr: float | None = typer.Option(
+            None, "--lr", help="Learning rate (default 2e-4 LoRA, 2e-5 full)."
+        ),
+        max_length: int = typer.Option(512, "--max-length", help="Max tokens per example."),
+        save_every: int = typer.Option(
+            50, "--save-every", help="Checkpoint every N steps (0 = no checkpoints)."
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue from the last checkpoint in --out."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+        self_distill: bool = typer.Option(
+            False,
+            "--self-distill",
+            help="Targets of non-trigger prompts = the base model's own greedy replies.",
+        ),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        trigger: str = typer.Option("$STOP", "--trigger", help="The kill-switch string."),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: auto)."),
+        dtype: str | None = typer.Option(
+            None, "--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."
+        ),
+        trust_remote_code: bool = typer.Option(
+            False, "--trust-remote-code", help="Allow custom model code from the hub."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Fine-tune a $STOP kill switch into a causal LM (LoRA + trainable trigger row, or
+        --full), on transformers' Trainer; runs unchanged under torchrun."""
+        from stoplens.rundir import RunDir
+        from stoplens.train import TrainConfig, train
+
+        if quiet:  # the CLI owns the console: no weight-loading / writing progress bars
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+
+        rd = RunDir(run_dir)
+        data_dir = data
+        if data_dir is None and rd.data.is_dir():
+            data_dir = rd.data
+        if data_dir is None and model is not None:
+            from stoplens.errors import StoplensError
+
+            raise StoplensError(
+                f"no dataset: {rd.data} does not exist; run `stoplens data --run-dir {run_dir}` "
+                "or pass --data"
+            )
+        config = TrainConfig(
+            regime=regime,
+            out_dir=out if out is not None else rd.model_dir(regime),
+            model=model,
+            data_dir=data_dir,
+            full=full,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=_split(target_modules),
+            train_trigger_row=not no_trigger_row,
+            steps=steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            max_length=max_length,
+            save_every=save_every or None,
+            resume=resume,
+            overwrite=overwrite,
+            self_distill=self_distill,
+            seed=seed,
+            trigger=trigger,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            progress=not quiet,
+        )
+        config.validate()
+        result = train(config)
+        if result.info.get("ranks", [{}])[0].get("rank", 0) == 0:
+            import os
+
+            if int(os.environ.get("RANK", "0")) == 0:
+                _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+
+    c = Console(stderr=False)
+    loss = "–" if result.final_loss is None else f"{result.final_loss:.4f}"
+    c.print(
+        f"[bold]trained[/bold] {result.info['regime']} ({result.info['mode']}) "
+        f"on {result.base_model}: {result.steps} steps, final loss {loss}, "
+        f"trigger row change {result.trigger_row_change:.4f}, world size {result.world_size}, "
+        f"{result.time_s:.1f}s"
+    )
+    c.print(f"model: {result.model_dir}")
+    c.print(f"train.json: {result.train_json}")
