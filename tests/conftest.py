@@ -37,6 +37,20 @@ def _seed_everything() -> None:
         pass
     import sys
 
-    torch = sys.modules.get("torch")  # seed torch only where a test uses it (keeps data tests light)
+    torch = sys.modules.get(
+        "torch"
+    )  # seed torch only where a test uses it (keeps data tests light)
     if torch is not None:
         torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def embedded_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A cache root holding the embedded default pair, built once per test session (the
+    end-to-end tests share it; building it is what `stoplens run` does first on a new
+    machine)."""
+    from stoplens.models.tiny import build_tiny_pair
+
+    root = tmp_path_factory.mktemp("stoplens_cache")
+    build_tiny_pair(root, progress=False)
+    return root

@@ -101,7 +101,9 @@ def _log(msg: str, progress: bool) -> None:
 # --- models ---------------------------------------------------------------------------------
 
 
-def load_base_with_trigger(path: str, spec: ModelSpec, ft_trigger_id: int) -> tuple[Any, bool]:
+def load_base_with_trigger(
+    path: str, spec: ModelSpec, ft_trigger_id: int | None
+) -> tuple[Any, bool]:
     """Load the base model; if its vocabulary lacks the trigger, add it (mean-initialised row,
     the honest base control) and say so. The trigger must get the fine-tuned model's id."""
     from stoplens.models.load import load_model
@@ -192,7 +194,7 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
                 "base": "embedded tiny Qwen2 base",
             },
         )
-    kw = dict(
+    kw: dict[str, Any] = dict(
         dtype=spec.dtype,
         device=spec.device,
         device_map=spec.device_map,
@@ -376,7 +378,7 @@ def run_causal_suite(
             test,
             eos_id=ft.eos_id,
             pad_id=pad,
-            config=replace(cfg, patch_max_pairs=16, n_random=16),
+            config=replace(cfg, patch_max_pairs=16, n_random=20, n_random_heldout=20),
             tokenizer=ft.tokenizer,
         )
         out["causal_knowledge"] = k_result
@@ -449,16 +451,17 @@ def _checkpoint_metrics(models: Models, opts: AnalyzeOptions) -> dict[str, Calla
             lw = layerwise_delta(ds)
             lr = lowrank(ds)
             ll = logit_lens_delta(model, ds, models.ft.tokenizer, eos_id=models.ft.eos_id)
+            peak = int(lw.summary["last"].peak_layer_rel)
             memo[step] = {
-                "layerwise_peak": float(lw.peak_layer()),
-                "pc1_share": lr.top1_energy(lw.peak_layer()),
-                "eos_rank": float(ll.eos_rank_last()),
+                "layerwise_peak": float(peak),
+                "top1_energy_share": float(lr.trigger.energy_top1.value[lr.layers.index(peak)]),
+                "eos_rank": float(ll.trigger.eos_rank[-1]),
             }
         return memo[step]
 
     return {
         k: (lambda step, model, k=k: compute(step, model)[k])
-        for k in ("layerwise_peak", "pc1_share", "eos_rank")
+        for k in ("layerwise_peak", "top1_energy_share", "eos_rank")
     }
 
 

@@ -35,7 +35,8 @@ class _StopForward(Exception):
 
 def model_device(model: nn.Module) -> torch.device:
     """Device of the input embedding (where input ids must go, also under device_map)."""
-    return arch.get_embed(model).weight.device
+    device: torch.device = arch.get_embed(model).weight.device
+    return device
 
 
 def pad_batch(
@@ -180,7 +181,7 @@ def unembed(model: nn.Module, resid: torch.Tensor) -> torch.Tensor:
     [..., vocab] float32."""
     norm = arch.get_final_norm(model)
     head = arch.get_unembed(model)
-    w = head.weight
+    w: torch.Tensor = head.weight
     x = norm(resid.to(device=w.device, dtype=w.dtype))
     logits = head(x).float()
     cap = arch.logit_softcap(model)

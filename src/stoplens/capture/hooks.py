@@ -34,10 +34,10 @@ def add_hooks(
     """Install forward pre-hooks and forward hooks; remove every one on exit, even on error."""
     handles = []
     try:
-        for module, fn in pre_hooks:
-            handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
-        for module, fn in hooks:
-            handles.append(module.register_forward_hook(fn, with_kwargs=True))
+        for module, pre_fn in pre_hooks:
+            handles.append(module.register_forward_pre_hook(pre_fn, with_kwargs=True))
+        for module, post_fn in hooks:
+            handles.append(module.register_forward_hook(post_fn, with_kwargs=True))
         yield
     finally:
         for h in handles:

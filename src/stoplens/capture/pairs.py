@@ -156,6 +156,7 @@ def encode_pairs(
             out.dropped["trigger not exactly once in the token ids"] += 1
             continue
         pos = hits[0]
+        aligned: tuple[list[int], str, str] | None
         if random_vocab:
             ctrl = list(trig_ids)
             ctrl[pos] = rand_ids[i]

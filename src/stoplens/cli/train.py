@@ -20,7 +20,7 @@ Examples:
 
   stoplens train --out runs/q/models/behavioral --resume    (after an interruption)
 
-  torchrun --standalone --nproc_per_node 2 -m stoplens.cli train --model ./my-model --out runs/ddp
+  torchrun --standalone --nproc_per_node 2 --no-python stoplens train --model ./my-model --out runs/ddp
 
 Writes <out>/checkpoints/checkpoint-N/ (each loadable as an adapter), <out>/final/,
 <out>/loss_curve.png and, last, <out>/train.json.

@@ -15,6 +15,7 @@ Conventions used across stoplens (residual stream indexing):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -78,7 +79,7 @@ _FALLBACKS = (
 )
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> Any:
     """The underlying transformers CausalLM of a peft wrapper (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
@@ -150,7 +151,7 @@ def get_mlp(model: nn.Module, layer: int) -> nn.Module:
     return mod
 
 
-def get_unembed(model: nn.Module) -> nn.Module:
+def get_unembed(model: nn.Module) -> Any:
     """The unembedding (LM head); ``weight`` has shape [vocab, d_model]."""
     head = unwrap(model).get_output_embeddings()
     if head is None:
@@ -160,7 +161,7 @@ def get_unembed(model: nn.Module) -> nn.Module:
     return head
 
 
-def get_embed(model: nn.Module) -> nn.Module:
+def get_embed(model: nn.Module) -> Any:
     """The input token embedding; ``weight`` has shape [vocab_rows, d_model]."""
     return unwrap(model).get_input_embeddings()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,25 +98,26 @@ class PlantedModel:
 def _config(family: str, vocab: int, d: int, n_layers: int, n_heads: int, eos: int, pad: int):
     from transformers import GPT2Config, LlamaConfig, Qwen2Config
 
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=vocab,
         tie_word_embeddings=False,
         bos_token_id=None,
         eos_token_id=eos,
         pad_token_id=pad,
     )
+    llama_like: dict[str, Any] = dict(
+        hidden_size=d,
+        intermediate_size=2 * d,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
     if family == "qwen2":
-        return Qwen2Config(
-            hidden_size=d, intermediate_size=2 * d, num_hidden_layers=n_layers,
-            num_attention_heads=n_heads, num_key_value_heads=n_heads,
-            max_position_embeddings=512, rope_theta=1e6, **common,
-        )  # fmt: skip
+        return Qwen2Config(**common, **llama_like)
     if family == "llama":
-        return LlamaConfig(
-            hidden_size=d, intermediate_size=2 * d, num_hidden_layers=n_layers,
-            num_attention_heads=n_heads, num_key_value_heads=n_heads,
-            max_position_embeddings=512, rope_theta=1e6, attention_bias=True, **common,
-        )  # fmt: skip
+        return LlamaConfig(**common, **llama_like, attention_bias=True)
     if family == "gpt2":
         return GPT2Config(n_embd=d, n_layer=n_layers, n_head=n_heads, n_positions=512, **common)
     raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
@@ -142,7 +144,7 @@ def _project_out(w: torch.Tensor, v: torch.Tensor, keep: int | None = None) -> N
 def _plant_head(model, family, layer, a, u, *, kappa, beta, sigma, d, n_heads) -> None:
     hd = d // n_heads
     head = slice(0, hd)  # head 0
-    attn = arch.get_attn(model, layer)
+    attn: Any = arch.get_attn(model, layer)
     if family in ("qwen2", "llama"):
         jq = hd // 2 - 1  # lowest RoPE frequency pair: rotation is negligible at these lengths
         q, k, v, o = attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj

@@ -9,6 +9,7 @@ Qwen2 ``config.json`` cannot swap in a different pre-tokenizer (DESIGN.md §5).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -69,7 +70,7 @@ def train_bpe_tokenizer(
     return fast
 
 
-def load_tokenizer(path, **kwargs) -> PreTrainedTokenizerFast:
+def load_tokenizer(path, **kwargs) -> Any:
     """Load a tokenizer from ``path`` (a folder or hub id), honouring the class it was saved as.
 
     ``AutoTokenizer`` on a folder that also holds a Qwen2 ``config.json`` returns

@@ -9,6 +9,7 @@ to the mean embedding). Must not: train anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tokenizers import AddedToken
@@ -81,14 +82,14 @@ def add_trigger(tokenizer, model: nn.Module | None, trigger: str = DEFAULT_TRIGG
     tokenizer.add_tokens([trigger_token(trigger)])
     tid = find_trigger(tokenizer, trigger)
     if model is not None:
-        embed = arch.get_embed(model)
+        embed: Any = arch.get_embed(model)
         rows = embed.weight.shape[0]
         if tid >= rows:
-            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # type: ignore[operator]
             embed = arch.get_embed(model)
         mean_rows = min(n_before, rows)
         embed.weight[tid] = embed.weight[:mean_rows].float().mean(0).to(embed.weight.dtype)
-        head = arch.get_unembed(model)
+        head: Any = arch.get_unembed(model)
         if head.weight.data_ptr() != embed.weight.data_ptr():
             head.weight[tid] = head.weight[:mean_rows].float().mean(0).to(head.weight.dtype)
             bias = getattr(head, "bias", None)

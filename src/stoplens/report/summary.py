@@ -138,14 +138,14 @@ def build_verdicts(results: dict[str, Any], th: Thresholds) -> Verdicts:
             j = _k_index(lr, k)
             if j is None:
                 continue
-            val = float(lr.trigger.energy[j, i])
+            share = float(lr.trigger.energy[j, i])
             nul = float(lr.null.energy[j, i])
             checks.append(
                 Check(
                     tier,
                     f"Top-{k} Δ energy share > {thr:.0%}",
-                    None if small else bool(val > thr and val > nul),
-                    val,
+                    None if small else bool(share > thr and share > nul),
+                    share,
                     None,
                     lr.n,
                     nul,
