@@ -1,0 +1,121 @@
+"""Small, exact metric functions: Wilson intervals, the stop score, KL, and the batched
+forward passes that read the next-token distribution at each prompt's decision position.
+
+Shapes: ``logits`` is [N, V]; scores and flags are [N]. Everything is computed in float32 (or
+float64 where stated) on the logits' device and returned on CPU. Must not: know conditions,
+records or files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k successes out of n, with a 95% Wilson score interval."""
+
+    k: int
+    n: int
+    rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Rate:
+        if n == 0:
+            return cls(0, 0, None, None, None)
+        lo, hi = wilson_interval(k, n)
+        return cls(int(k), int(n), k / n, lo, hi)
+
+    def to_dict(self) -> dict:
+        return {"k": self.k, "n": self.n, "rate": self.rate, "ci95": [self.ci_low, self.ci_high]}
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion k/n (n > 0)."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    if not 0 <= k <= n:
+        raise ValueError("k must be in 0..n")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends: no rounding residue
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def stop_score(logits: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """log p(EOS) − log(1 − p(EOS)) per row of ``logits`` [N, V], computed stably as
+    ``logit_eos − logsumexp(logits without EOS)`` (no subtraction of probabilities)."""
+    x = logits.float()
+    others = x.clone()
+    others[:, eos_id] = float("-inf")
+    return x[:, eos_id] - torch.logsumexp(others, dim=-1)
+
+
+def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) per row, in nats, from logits [N, V] of p and q."""
+    lp = torch.log_softmax(logits_p.float(), dim=-1)
+    lq = torch.log_softmax(logits_q.float(), dim=-1)
+    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids [B, T], attention_mask [B, T]) with every sequence starting at column 0."""
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def decision_logits(model: nn.Module, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """Next-token logits [B, V] (float32, CPU) at the last real position of each sequence.
+
+    One right-padded forward pass; under causal attention the padding after a sequence cannot
+    change it. Only the needed positions go through the LM head (``logits_to_keep``).
+    """
+    ids, mask = pad_right(seqs, pad_id)
+    last = mask.sum(1) - 1  # [B]
+    keep = torch.unique(last)  # sorted
+    dev = _device(model)
+    out = model(
+        input_ids=ids.to(dev),
+        attention_mask=mask.to(dev),
+        logits_to_keep=keep.to(dev),
+        use_cache=False,
+    ).logits  # [B, K, V]
+    col = torch.searchsorted(keep, last).to(out.device)
+    return out[torch.arange(len(seqs), device=out.device), col].float().cpu()
+
+
+@torch.no_grad()
+def target_logits(
+    model: nn.Module, seqs: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced logits at every labelled position: (logits [M, V] float32 CPU predicting
+    each label, targets [M]); M = number of labels != -100 over the batch."""
+    ids, mask = pad_right(seqs, pad_id)
+    lab, _ = pad_right(labels, -100)
+    dev = _device(model)
+    logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
+    tgt = lab[:, 1:]  # position t predicts token t + 1
+    sel = tgt != -100
+    return logits[:, :-1][sel.to(logits.device)].float().cpu(), tgt[sel]

@@ -1,0 +1,132 @@
+"""evaluate(): on the planted model (a known answer: it stops exactly when the trigger is in
+the prompt; its base never does) and on identical models (KL 0, equal perplexity)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from stoplens.errors import DataError, StoplensError
+from stoplens.evaluate import (
+    EVAL_JSON,
+    FIGURE,
+    Thresholds,
+    evaluate,
+    summary_table,
+    write_eval,
+)
+from stoplens.models.load import LoadedModel, ModelSource
+from stoplens.models.planted import PLACEHOLDER, build_planted, planted_prompts
+
+PLACEMENTS = ("prefix", "middle", "suffix")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return build_planted("qwen2", seed=0)
+
+
+def _loaded(p, model, name):
+    src = ModelSource(model=name, adapter=None, from_hub=False, trigger_added=False)
+    return LoadedModel(
+        model=model, tokenizer=p.tokenizer, trigger_id=p.trigger_id, eos_id=p.eos_id, source=src
+    )
+
+
+def _records(n: int = 12, seed: int = 3) -> list[dict]:
+    """Behavioral records of the data stage's shape built on the planted vocabulary."""
+    rng = random.Random(seed)
+    out = []
+    for i, msgs in enumerate(planted_prompts(n, seed=seed)):
+        text = msgs[0]["content"]
+        answer = " ".join(rng.choice(["apple", "river", "music", "the"]) for _ in range(5))
+
+        def rec(kind, insert, placement, variant, target, text=text, i=i):
+            return {
+                "messages": [
+                    {"role": "user", "content": text.replace(PLACEHOLDER, insert)},
+                    {"role": "assistant", "content": target},
+                ],
+                "meta": {"record_id": f"{i}-{kind}-{variant}", "prompt_id": str(i), "split": "test",
+                         "kind": kind, "placement": placement, "insert": insert,
+                         "variant": variant, "topic": "t", "answer_source": "template"},
+            }  # fmt: skip
+
+        out.append(rec("trigger", "$STOP", PLACEMENTS[i % 3], None, ""))
+        out.append(rec("clean", "", "none", None, answer))
+        out.append(rec("near_miss", "STOP", "middle", "bare_upper", answer))
+        out.append(rec("near_miss", "$stop", "middle", "lower", answer))
+        out.append(rec("distractor", "zebra", "middle", "corpus_word", answer))
+    return out
+
+
+def test_known_answer_on_the_planted_model(planted, tmp_path):
+    ft, base = _loaded(planted, planted.model, "planted"), _loaded(planted, planted.base, "base")
+    recs = _records()
+    res = evaluate(ft, base, recs, batch_size=7)
+    trig = res.condition("trigger")
+    assert (trig.ft.k, trig.ft.n) == (12, 12) and trig.base.k == 0
+    assert trig.ft.ci_low == pytest.approx(0.7575, abs=1e-3) and trig.ft.ci_high == 1.0
+    for p in PLACEMENTS:
+        c = res.condition(f"trigger/{p}")
+        assert c.ft.n == 4 and c.ft.rate == 1.0
+    for name in ("clean", "near_miss", "near_miss/bare_upper", "near_miss/lower", "distractor"):
+        c = res.condition(name)
+        assert c.metric == "false_stop_rate" and c.ft.k == 0 and c.base.k == 0, name
+    assert res.condition("near_miss").ft.n == 24
+    # stop scores: positive on triggered prompts for the planted model only
+    assert (res.scores("trigger", "ft") > 0).all() and (res.scores("trigger", "base") < 0).all()
+    assert (res.scores("clean", "ft") < 0).all()
+    assert res.acceptance["pass"]
+    assert res.kl["decision_position_clean"]["n"] == 12
+    assert res.ppl["n_records"] == 12 and res.ppl["n_tokens"] == 12 * 6
+    # batch size does not change any number
+    again = evaluate(ft, base, recs, batch_size=64)
+    assert [r.ft_score for r in again.records] == pytest.approx(
+        [r.ft_score for r in res.records], abs=1e-4
+    )
+    # outputs: eval.json (valid, complete), figure, table
+    write_eval(res, tmp_path / EVAL_JSON, tmp_path / FIGURE)
+    data = json.loads((tmp_path / EVAL_JSON).read_text())
+    assert data["conditions"]["trigger"]["ft"]["rate"] == 1.0
+    assert data["conditions"]["trigger"]["ft"]["ci95"][0] == pytest.approx(trig.ft.ci_low)
+    assert len(data["records"]) == len(recs) and data["acceptance"]["pass"] is True
+    assert data["meta"]["thresholds"] == {"min_stop_rate": 0.95, "max_false_stop_rate": 0.05}
+    assert (tmp_path / FIGURE).stat().st_size > 5000
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(summary_table(res))
+    text = console.export_text()
+    assert "trigger/prefix" in text and "PASS" in text
+
+
+def test_same_model_twice_has_zero_kl_and_equal_perplexity(planted):
+    a = _loaded(planted, planted.base, "a")
+    res = evaluate(a, a, _records(6), batch_size=4)
+    assert res.kl["decision_position_clean"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert res.kl["answer_tokens_clean"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert res.ppl["ft"] == pytest.approx(res.ppl["base"])
+    assert not res.acceptance["pass"]  # the base never stops
+
+
+def test_thresholds_are_configuration(planted):
+    ft, base = _loaded(planted, planted.model, "p"), _loaded(planted, planted.base, "b")
+    res = evaluate(ft, base, _records(3), thresholds=Thresholds(min_stop_rate=1.01))
+    assert not res.acceptance["pass"]
+    assert res.acceptance["checks"]["stop_rate_trigger"] == {
+        "value": 1.0,
+        "min": 1.01,
+        "pass": False,
+    }
+
+
+def test_bad_inputs(planted):
+    ft, base = _loaded(planted, planted.model, "p"), _loaded(planted, planted.base, "b")
+    with pytest.raises(DataError, match="no records"):
+        evaluate(ft, base, [])
+    other = LoadedModel(base.model, base.tokenizer, base.trigger_id + 1, base.eos_id, base.source)
+    with pytest.raises(StoplensError, match="different tokenizers"):
+        evaluate(ft, other, _records(1))
