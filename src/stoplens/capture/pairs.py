@@ -94,8 +94,11 @@ class EncodedPairs:
         )
 
 
-def random_vocab_words(tokenizer, n: int, seed: int, exclude: Sequence[int] = ()) -> list[int]:
-    """``n`` random ids of ordinary word tokens (alphabetic, >= 3 letters, not special)."""
+def random_vocab_words(
+    tokenizer, n: int, seed: int, exclude: Sequence[int] = (), pool_only: bool = False
+) -> list[int]:
+    """``n`` random ids of ordinary word tokens (alphabetic, >= 3 letters, not special); with
+    ``pool_only`` the whole pool of such ids instead."""
     specials = set(tokenizer.all_special_ids) | set(exclude)
     pool = []
     for tid in range(len(tokenizer)):
@@ -106,6 +109,8 @@ def random_vocab_words(tokenizer, n: int, seed: int, exclude: Sequence[int] = ()
             pool.append(tid)
     if not pool:
         raise ValueError("tokenizer has no ordinary word tokens to draw random controls from")
+    if pool_only:
+        return pool
     rng = random.Random(seed)
     return [rng.choice(pool) for _ in range(n)]
 
@@ -133,6 +138,7 @@ def encode_pairs(
     *,
     control_field: str = "control",
     random_vocab: bool = False,
+    vocab_fallback: bool = True,
     seed: int = 0,
 ) -> EncodedPairs:
     """Tokenize contrast-pair records (see `stoplens.data`; each has ``template`` with the
@@ -140,8 +146,11 @@ def encode_pairs(
 
     ``control_field`` chooses the control string ("control" or "control2" for the
     control-vs-control null). ``random_vocab=True`` replaces the control by a random ordinary
-    vocabulary token (token alignment), seeded.
+    vocabulary token (token alignment), seeded. ``vocab_fallback``: when none of a pair's
+    control candidates is a single token of this tokenizer, use a seeded ordinary vocabulary
+    word instead of dropping the pair (alignment "vocab"; counted in ``meta``).
     """
+    pool: list[int] | None = None
     rand_ids = (
         random_vocab_words(tokenizer, len(pairs), seed, exclude=[trigger_id])
         if random_vocab
@@ -167,6 +176,16 @@ def encode_pairs(
             avoid = {first} | ({rec["control"]} if control_field != "control" else set())
             cands = [first, *[c for c in rec.get("control_candidates", []) if c not in avoid]]
             aligned = _align(tokenizer, template, trig_ids, pos, cands)
+        if aligned is None and vocab_fallback:
+            # no listed control is one token in this tokenizer: an ordinary vocabulary word
+            # (seeded per pair and per control field), recorded as alignment "vocab"
+            if pool is None:
+                pool = random_vocab_words(tokenizer, 1, seed, exclude=[trigger_id], pool_only=True)
+            rng = random.Random(f"{seed}:{i}:{control_field}")
+            tid = rng.choice(pool)
+            ctrl = list(trig_ids)
+            ctrl[pos] = tid
+            aligned = (ctrl, tokenizer.decode([tid]).strip(), "vocab")
         if aligned is None:
             out.dropped["no single-token control"] += 1
             continue
