@@ -8,14 +8,23 @@ records or files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-Z95 = 1.959963984540054
+from stoplens.capture.extract import pad_batch, stop_score
+
+__all__ = [
+    "Rate",
+    "decision_logits",
+    "kl_divergence",
+    "pad_right",
+    "stop_score",
+    "target_logits",
+    "wilson_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -39,28 +48,17 @@ class Rate:
         return {"k": self.k, "n": self.n, "rate": self.rate, "ci95": [self.ci_low, self.ci_high]}
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a binomial proportion k/n (n > 0)."""
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval for a binomial proportion k/n (n > 0); the one
+    implementation is `stoplens.analyses.stats.wilson`."""
+    from stoplens.analyses.stats import wilson
+
     if n <= 0:
         raise ValueError("n must be positive")
     if not 0 <= k <= n:
         raise ValueError("k must be in 0..n")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends: no rounding residue
-    hi = 1.0 if k == n else min(1.0, centre + half)
-    return lo, hi
-
-
-def stop_score(logits: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """log p(EOS) − log(1 − p(EOS)) per row of ``logits`` [N, V], computed stably as
-    ``logit_eos − logsumexp(logits without EOS)`` (no subtraction of probabilities)."""
-    x = logits.float()
-    others = x.clone()
-    others[:, eos_id] = float("-inf")
-    return x[:, eos_id] - torch.logsumexp(others, dim=-1)
+    e = wilson(k, n)
+    return e.lo, e.hi
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -75,13 +73,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids [B, T], attention_mask [B, T]) with every sequence starting at column 0."""
-    n = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), n), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, : len(s)] = 1
+    """(input_ids [B, T], attention_mask [B, T]) on CPU, every sequence starting at column 0
+    (`stoplens.capture.extract.pad_batch` without the position ids)."""
+    ids, mask, _ = pad_batch(seqs, pad_id, torch.device("cpu"))
     return ids, mask
 
 
