@@ -66,6 +66,9 @@ def test_analyze_only_reuses_cached_activations(run_dir, embedded_cache, monkeyp
     doc = json.loads((run_dir / "report" / "results.json").read_text())
     assert doc["pairs"]["activations_from_cache"] is True
     assert "causal" in doc  # merged, not overwritten
+    claims = [c["claim"] for c in doc["verdicts"]["checks"]]
+    assert any(c.startswith("Necessary") for c in claims)  # earlier verdicts kept
+    assert sum(c == "No clear pattern" for c in claims) == 1
 
 
 def test_bad_analysis_name_is_a_clean_error(run_dir, capsys):

@@ -53,8 +53,15 @@ def _k_index(lr, k: int) -> int | None:
     return ks.index(k) if k in ks else None
 
 
-def build_verdicts(results: dict[str, Any], th: Thresholds) -> Verdicts:
-    """The strong / medium / weak checklist and the causal verdicts, from measured numbers."""
+NO_PATTERN = "No clear pattern"
+
+
+def build_verdicts(
+    results: dict[str, Any], th: Thresholds, previous: list[Check] | None = None
+) -> Verdicts:
+    """The strong / medium / weak checklist and the causal verdicts, from measured numbers.
+    ``previous``: checks judged earlier in the same run directory (``analyze --only``) that
+    this call does not recompute; they are kept, and "no clear pattern" sees them too."""
     checks: list[Check] = []
     lw, lr, ll, dl = (results.get(k) for k in ("layerwise", "lowrank", "logit_lens", "diff_lens"))
     layer = judged_layer(results)
@@ -239,19 +246,21 @@ def build_verdicts(results: dict[str, Any], th: Thresholds) -> Verdicts:
                 note,
             )
         )
+    causal = results.get("causal")
+    if causal is not None:
+        checks.extend(_causal_checks(causal))
+    fresh = {c.claim for c in checks}
+    checks.extend(c for c in previous or [] if c.claim not in fresh and c.claim != NO_PATTERN)
     strongish = [c for c in checks if c.tier in ("strong", "medium") and c.passed]
     checks.append(
         Check(
             "weak",
-            "No clear pattern",
+            NO_PATTERN,
             not strongish,
             f"{len(strongish)} strong/medium checks passed",
             threshold="none passed",
         )
     )
-    causal = results.get("causal")
-    if causal is not None:
-        checks.extend(_causal_checks(causal))
     return Verdicts(checks, th)
 
 
@@ -501,6 +510,11 @@ def _eval_lines(ev: dict[str, Any]) -> list[str]:
     return out or ["- see results/eval.json"]
 
 
+def _check_from_dict(d: dict[str, Any]) -> Check:
+    ci = d.get("ci")
+    return Check(**{**d, "ci": tuple(ci) if ci else None})
+
+
 def write_report(
     run: RunDir,
     results: dict[str, Any],
@@ -518,9 +532,10 @@ def write_report(
     doc: dict[str, Any] = {}
     if merge and run.results_json.is_file():
         doc = json.loads(run.results_json.read_text(encoding="utf-8"))
+    previous = [_check_from_dict(d) for d in doc.get("verdicts", {}).get("checks", [])]
     doc.update(_plain(results_dict(results, eval_result)))
-    verdicts = build_verdicts(results, th)
-    doc["verdicts"] = _plain(verdicts.to_dict())  # judged on what this call computed
+    verdicts = build_verdicts(results, th, previous)
+    doc["verdicts"] = _plain(verdicts.to_dict())
     doc["meta"] = _plain(meta or {})
     figures = make_figures(run, results)
     doc["figures"] = {**doc.get("figures", {}), **figures}
