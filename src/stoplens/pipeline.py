@@ -271,6 +271,12 @@ def run_eval(models: Models, run: RunDir, *, batch_size: int = 32, progress: boo
     _log(f"eval: {len(records)} held-out records, base vs fine-tuned", progress)
     result = evaluate(models.ft, models.base, records, batch_size=batch_size, progress=progress)
     write_eval(result, run.results / "eval.json", run.report / "eval_stop_scores.png")
+    if progress:
+        from rich.console import Console
+
+        from stoplens.evaluate import summary_table
+
+        Console().print(summary_table(result))
     return result
 
 

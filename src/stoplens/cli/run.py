@@ -105,4 +105,29 @@ def register(app: typer.Typer) -> None:
         )
         run_pipeline(cfg)
         rd = RunDir(run_dir)
+        if not quiet:
+            print_verdicts(rd)
         typer.echo(f"results: {rd.results_json}\nsummary: {rd.summary_md}")
+
+
+def print_verdicts(rd) -> None:
+    """The checklist from results.json, one line per check, for the terminal."""
+    import json
+
+    from rich.console import Console
+
+    doc = json.loads(rd.results_json.read_text(encoding="utf-8"))
+    console = Console()
+    console.print(f"[bold]Overall: {doc['verdicts']['overall']} evidence[/]")
+    mark = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[yellow] n/a[/]"}
+    for c in doc["verdicts"]["checks"]:
+        value = (
+            c["value"]
+            if isinstance(c["value"], str)
+            else f"{c['value']:.3g}"
+            if c["value"] is not None
+            else "n/a"
+        )
+        console.print(
+            f"  {mark[c['passed']]}  {c['tier']:<7} {c['claim']} — {value}", highlight=False
+        )
