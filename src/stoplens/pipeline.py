@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
 from stoplens.rundir import RunDir
 
@@ -339,9 +340,7 @@ def _encode(models: Models, loaded, split: str, opts: AnalyzeOptions):
     ), recs
 
 
-def run_causal_suite(
-    models: Models, run: RunDir, opts: AnalyzeOptions, analyses: dict | None = None
-) -> dict[str, Any]:
+def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str, Any]:
     """Activation patching, directions (train) / selection (val) / effects (test), held-out
     placements, base control, knowledge-vs-behavioral and checkpoint dynamics."""
     from stoplens.analyses.causal import CausalConfig, checkpoint_dynamics, cross_model, run_causal
@@ -349,11 +348,10 @@ def run_causal_suite(
 
     ft = models.ft
     pad = ft.tokenizer.pad_token_id if ft.tokenizer.pad_token_id is not None else ft.eos_id
-    train, _ = _encode(models, ft, "train", opts)
+    train, train_recs = _encode(models, ft, "train", opts)
     val, _ = _encode(models, ft, "val", opts)
     test, test_recs = _encode(models, ft, "test", opts)
     ctrl2 = encode_pairs(ft.tokenizer, test_recs, ft.trigger_id, control_field="control2")
-    train_recs = pair_records(models.data_dir, "train", opts.control_kind)
     ctrl2_train = encode_pairs(ft.tokenizer, train_recs, ft.trigger_id, control_field="control2")
     cfg = CausalConfig(
         seed=opts.seed, batch_size=opts.batch_size, heldout=_placement_halves(train, test)
@@ -565,7 +563,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     timings["analyses"] = time.perf_counter() - t
     if opts.causal:
         t = time.perf_counter()
-        results.update(run_causal_suite(models, run, opts, results))
+        results.update(run_causal_suite(models, run, opts))
         timings["causal"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     meta = run_meta(cfg, models, timings)
@@ -577,22 +575,12 @@ def run_meta(cfg: RunConfig, models: Models, timings: dict[str, float]) -> dict[
     return {
         "seed": cfg.seed,
         "versions": versions(),
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "models": models.names,
         "base_trigger_added": models.base_trigger_added,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 def analyze_only(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ def jsonable(obj: Any) -> Any:
         return [jsonable(v) for v in obj]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if hasattr(obj, "tolist"):  # torch tensors without importing torch here
         return jsonable(obj.tolist())
     raise TypeError(f"jsonable: cannot convert {type(obj).__name__}")

@@ -8,11 +8,11 @@ compute statistics (every value, CI and null comes from an analysis result objec
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from stoplens.analyses.stats import jsonable
 from stoplens.io import atomic_write_json, atomic_write_text
 from stoplens.report import plots
 from stoplens.report.verdicts import Check, Thresholds, Verdicts, fmt, render_check
@@ -397,35 +397,15 @@ def results_dict(results: dict[str, Any], eval_result=None) -> dict[str, Any]:
             "n": ds.n,
             "n_null": ds.n_null,
             "dropped": dict(ds.dropped),
-            "checks": _plain(ds.checks),
-            "alignment": _count(m.get("alignment") for m in ds.pairs.meta),
-            "placements": _count(m.get("placement") for m in ds.pairs.meta),
+            "checks": jsonable(ds.checks),
+            "alignment": dict(Counter(str(m.get("alignment")) for m in ds.pairs.meta)),
+            "placements": dict(Counter(str(m.get("placement")) for m in ds.pairs.meta)),
             "base_trigger_added": ds.base_trigger_added,
             "activations_from_cache": ds.from_cache,
         }
     if eval_result is not None:
         out["eval"] = eval_result.to_dict()
     return out
-
-
-def _count(xs) -> dict[str, int]:
-    d: dict[str, int] = {}
-    for x in xs:
-        d[str(x)] = d.get(str(x), 0) + 1
-    return d
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        f = float(x)
-        return f if np.isfinite(f) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, str]) -> str:
@@ -533,10 +513,10 @@ def write_report(
     if merge and run.results_json.is_file():
         doc = json.loads(run.results_json.read_text(encoding="utf-8"))
     previous = [_check_from_dict(d) for d in doc.get("verdicts", {}).get("checks", [])]
-    doc.update(_plain(results_dict(results, eval_result)))
+    doc.update(jsonable(results_dict(results, eval_result)))
     verdicts = build_verdicts(results, th, previous)
-    doc["verdicts"] = _plain(verdicts.to_dict())
-    doc["meta"] = _plain(meta or {})
+    doc["verdicts"] = jsonable(verdicts.to_dict())
+    doc["meta"] = jsonable(meta or {})
     figures = make_figures(run, results)
     doc["figures"] = {**doc.get("figures", {}), **figures}
     atomic_write_json(run.results_json, doc)
