@@ -344,6 +344,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
     """Activation patching, directions (train) / selection (val) / effects (test), held-out
     placements, base control, knowledge-vs-behavioral and checkpoint dynamics."""
     from stoplens.analyses.causal import CausalConfig, checkpoint_dynamics, cross_model, run_causal
+    from stoplens.analyses.steering import OutcomeCache
     from stoplens.capture.pairs import encode_pairs
 
     ft = models.ft
@@ -353,9 +354,8 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
     test, test_recs = _encode(models, ft, "test", opts)
     ctrl2 = encode_pairs(ft.tokenizer, test_recs, ft.trigger_id, control_field="control2")
     ctrl2_train = encode_pairs(ft.tokenizer, train_recs, ft.trigger_id, control_field="control2")
-    cfg = CausalConfig(
-        seed=opts.seed, batch_size=opts.batch_size, heldout=_placement_halves(train, test)
-    )
+    cfg = CausalConfig(seed=opts.seed, batch_size=opts.batch_size)
+    ft_cache = OutcomeCache(ft.model, ft.eos_id)  # shared by the causal suite and cross_model
     _log(
         f"causal: patching, directions and steering on {len(train)}/{len(val)}/{len(test)} train/val/test pairs",
         opts.progress,
@@ -371,10 +371,12 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
         base=models.base.model if models.base is not None else None,
         control_pairs=_null_pairs(train, ctrl2_train),
         tokenizer=ft.tokenizer,
+        cache=ft_cache,
     )
     out: dict[str, Any] = {"causal": result, "null_test_pairs": len(ctrl2)}
     if models.knowledge is not None and result.selection is not None:
         _log("causal: knowledge-trained vs behavior-trained directions", opts.progress)
+        k_cache = OutcomeCache(models.knowledge.model, ft.eos_id)
         k_result = run_causal(
             models.knowledge.model,
             train,
@@ -384,6 +386,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
             pad_id=pad,
             config=replace(cfg, patch_max_pairs=16, n_random=20, n_random_heldout=20),
             tokenizer=ft.tokenizer,
+            cache=k_cache,
         )
         out["causal_knowledge"] = k_result
         if k_result.selection is not None:
@@ -398,6 +401,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
                 labels=("behavioral", "knowledge"),
                 batch_size=opts.batch_size,
                 seed=opts.seed,
+                caches=(ft_cache, k_cache),
             )
     if opts.checkpoints and models.checkpoints and result.selection is not None:
         _log(f"causal: {len(models.checkpoints)} training checkpoints", opts.progress)
@@ -413,19 +417,6 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
             batch_size=opts.batch_size,
         )
     return out
-
-
-def _placement_halves(train, test) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] | None:
-    """Held-out placement splits: the placements in two complementary halves, each fitted on
-    one half and tested on the other (2 splits instead of leave-one-out: a third of the cost,
-    and each test half still holds several placements)."""
-    places = sorted(
-        {str(m.get("placement")) for m in test.meta} & {str(m.get("placement")) for m in train.meta}
-    )
-    if len(places) < 2:
-        return None
-    a, b = tuple(places[0::2]), tuple(places[1::2])
-    return ((a, b), (b, a))
 
 
 def _null_pairs(pairs, ctrl2):

@@ -13,13 +13,16 @@ import torch
 from stoplens.analyses.steering import (
     Ablation,
     Addition,
+    OutcomeCache,
     base_model_control,
     greedy_tokens,
     intervened_logits,
+    intervention_key,
     kl_divergence,
     null_comparison,
     random_directions,
     steering_effects,
+    stop_outcomes,
     token_nll,
 )
 from stoplens.capture.pairs import encode_pairs
@@ -146,6 +149,9 @@ def test_null_comparison_and_random_directions():
     v = random_directions(32, 16, seed=0)
     assert v.shape == (16, 32) and torch.allclose(v.norm(dim=-1), torch.ones(16))
     assert torch.equal(v, random_directions(32, 16, seed=0))
+    # prefix-consistent: nulls of different sizes with one seed share their first directions
+    assert torch.equal(random_directions(32, 24, seed=0)[:16], v)
+    assert not torch.equal(random_directions(32, 16, seed=1), v)
     with pytest.raises(ValueError, match="empty null"):
         null_comparison(1.0, [])
 
@@ -154,3 +160,57 @@ def test_rejects_too_few_random_directions(setup):
     pm, pairs, r, kw, _ = setup
     with pytest.raises(ValueError, match=">= 16"):
         steering_effects(pm.model, pairs, direction=r, layer=2, alpha=1.0, n_random=8, **kw)
+
+
+def test_outcome_cache_matches_direct_evaluation_and_reuses_work(setup):
+    pm, pairs, r, kw, _ = setup
+    pad = kw["pad_id"]
+    cache = OutcomeCache(pm.model, pm.eos_id)
+    seqs = pairs.trig_ids[:6]
+    for iv in (None, Ablation(r), Addition(r, pm.residual_layer)):
+        direct = stop_outcomes(intervened_logits(pm.model, seqs, iv, pad_id=pad), pm.eos_id)
+        got = cache.outcomes(seqs, iv, pad_id=pad)
+        assert np.array_equal(got[0], direct[0])
+        assert np.allclose(got[1], direct[1], atol=1e-4)
+    assert cache.forwards == 18 and cache.hits == 0 and len(cache) == 18
+    # a subset and repeated prompts are looked up, not run
+    again = cache.outcomes([seqs[2], seqs[0], seqs[2]], Ablation(r.clone()), pad_id=pad)
+    assert cache.forwards == 18 and cache.hits == 3
+    assert np.array_equal(again[0], cache.outcomes(seqs, Ablation(r), pad_id=pad)[0][[2, 0, 2]])
+    # new prompts only: the unseen ones run, once each
+    cache.outcomes(pairs.trig_ids[4:9], None, pad_id=pad)
+    assert cache.forwards == 21
+    # keys tell interventions apart (kind, layer, exact vector)
+    keys = {
+        intervention_key(x)
+        for x in (None, Ablation(r), Addition(r, 1), Addition(r, 2), Addition(2 * r, 1))
+    }
+    assert len(keys) == 5 and intervention_key(Ablation(r)) == intervention_key(Ablation(r.clone()))
+    with pytest.raises(ValueError, match="another model"):
+        cache.check(pm.base, pm.eos_id)
+
+
+def test_steering_effects_same_with_a_shared_cache(setup):
+    pm, pairs, r, kw, res = setup
+    cache = OutcomeCache(pm.model, pm.eos_id)
+    args = dict(direction=r, layer=pm.residual_layer, alpha=1.0, n_random=16, n_examples=0)
+    shared = steering_effects(pm.model, pairs, cost=False, cache=cache, **args, **kw)
+    first = cache.forwards
+    # the same effects again: nothing new to run; a larger null only runs its extra directions
+    again = steering_effects(pm.model, pairs, cost=False, cache=cache, **args, **kw)
+    assert cache.forwards == first
+    more = steering_effects(
+        pm.model, pairs, cost=False, cache=cache, **{**args, "n_random": 20}, **kw
+    )
+    n = len(pairs)
+    assert cache.forwards == first + 4 * 2 * n  # 4 new directions x (ablation, addition)
+    for out in (shared, again):
+        assert out.ablation_null.null == res.ablation_null.null
+        assert out.addition_null.null == res.addition_null.null
+        assert (
+            out.ablation_effect == res.ablation_effect
+            and out.added_stop_rate == res.added_stop_rate
+        )
+    assert more.ablation_null.null[:16] == res.ablation_null.null
+    with pytest.raises(ValueError, match="another model"):
+        steering_effects(pm.base, pairs, cost=False, cache=cache, **args, **kw)

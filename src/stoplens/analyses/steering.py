@@ -14,7 +14,8 @@ empirical p-value) and against the control-vs-control direction; the cost of abl
 KL(ablated || original) of next-token distributions and the perplexity change on clean text.
 
 Owns: the intervention primitives (`Ablation`, `Addition`, logits / NLL / greedy tokens under an
-intervention) and `steering_effects` / `base_model_control`. Must not: choose the direction
+intervention), `OutcomeCache` (never the same forward twice within a run) and
+`steering_effects` / `base_model_control`. Must not: choose the direction
 (`stoplens.analyses.directions`), plot, or write files.
 
 Intervals come from `stoplens.analyses.stats`; the random-direction null comparison
@@ -23,6 +24,7 @@ Intervals come from `stoplens.analyses.stats`; the random-direction null compari
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -177,10 +179,92 @@ def greedy_tokens(
 
 
 def random_directions(d: int, n: int, seed: int) -> torch.Tensor:
-    """``n`` random unit vectors in R^d, [n, d] float32, seeded (Gaussian, normalised)."""
+    """``n`` random unit vectors in R^d, [n, d] float32, seeded (Gaussian, normalised).
+    Drawn one row at a time, so the first k rows are the same for every n >= k: nulls of
+    different sizes with one seed share their directions (and `OutcomeCache` entries)."""
     g = torch.Generator().manual_seed(int(seed))
-    v = torch.randn(n, d, generator=g, dtype=torch.float64)
+    v = torch.stack([torch.randn(d, generator=g, dtype=torch.float64) for _ in range(n)])
     return (v / v.norm(dim=-1, keepdim=True)).float()
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha1(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def intervention_key(intervention: Intervention | None) -> tuple:
+    """A hashable identity of an intervention: kind, layer and the exact float32 bytes of the
+    vector (for an ablation, of the unit direction the hooks use). Vectors that differ in any
+    bit are different interventions."""
+    if intervention is None:
+        return ("none",)
+    if isinstance(intervention, Ablation):
+        return ("ablation", _digest(_unit(intervention.direction)))
+    return ("addition", int(intervention.layer), _digest(intervention.vector))
+
+
+class OutcomeCache:
+    """Per-prompt stop outcomes (greedy first token is EOS; stop score) of one model under an
+    intervention, computed once and looked up afterwards.
+
+    The causal suite asks the same question many times: the unintervened TEST prompts and the
+    random-direction ablations (seeded, so the same directions) recur in the main effects,
+    in every held-out-placement split (whose prompts are subsets of TEST) and in the
+    cross-model effects. Only the two numbers per (intervention, prompt) are kept, never the
+    logits, so memory is O(prompts x interventions), independent of the vocabulary.
+
+    Scoped to one run (create it, pass it to the calls that may share work, drop it); there is
+    no global cache. ``forwards`` / ``hits`` count computed and reused prompt evaluations."""
+
+    def __init__(self, model: nn.Module, eos_id: int) -> None:
+        self.model = model
+        self.eos_id = int(eos_id)
+        self._rows: dict[tuple[tuple, tuple[int, ...]], tuple[bool, float]] = {}
+        self.forwards = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def check(self, model: nn.Module, eos_id: int) -> None:
+        """Raise unless this cache belongs to ``model`` and ``eos_id``."""
+        if model is not self.model or int(eos_id) != self.eos_id:
+            raise ValueError("OutcomeCache: built for another model or EOS id; use one per model")
+
+    def store(
+        self, seqs: Sequence[Sequence[int]], intervention: Intervention | None, logits: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Record the outcomes of already computed last-position ``logits`` [n, vocab] and
+        return them as `stop_outcomes` does."""
+        stops, scores = stop_outcomes(logits, self.eos_id)
+        self.forwards += len(seqs)
+        key = intervention_key(intervention)
+        for s, st, sc in zip(seqs, stops, scores, strict=True):
+            self._rows[(key, tuple(int(t) for t in s))] = (bool(st), float(sc))
+        return stops, scores
+
+    def outcomes(
+        self,
+        seqs: Sequence[Sequence[int]],
+        intervention: Intervention | None,
+        *,
+        pad_id: int = 0,
+        batch_size: int = 32,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(stops bool [n], stop scores float64 [n]) of ``seqs`` under ``intervention``;
+        only the prompts not seen before under it are run (in one batched pass)."""
+        key = intervention_key(intervention)
+        tuples = [tuple(int(t) for t in s) for s in seqs]
+        missing = list(dict.fromkeys(t for t in tuples if (key, t) not in self._rows))
+        if missing:
+            logits = intervened_logits(
+                self.model, missing, intervention, pad_id=pad_id, batch_size=batch_size
+            )
+            self.store(missing, intervention, logits)
+        self.hits += len(tuples) - len(missing)
+        rows = [self._rows[(key, t)] for t in tuples]
+        stops = np.array([r[0] for r in rows], dtype=bool)
+        scores = np.array([r[1] for r in rows], dtype=np.float64)
+        return stops, scores
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -338,6 +422,7 @@ def steering_effects(
     batch_size: int = 32,
     n_boot: int = 1000,
     seed: int = 0,
+    cache: OutcomeCache | None = None,
 ) -> SteeringResult:
     """Ablation on the triggered prompts and addition (``alpha * direction`` at residual
     ``layer``) on the clean (control) prompts of ``pairs``, against random directions of the
@@ -351,6 +436,8 @@ def steering_effects(
             tokens).
         cost: measure KL and perplexity under ablation (off for the cheaper sub-analyses).
         tokenizer: decodes the generated examples (optional).
+        cache: an `OutcomeCache` of ``model`` shared with other calls of the same run
+            (results are the same with or without it; only repeated work is skipped).
     """
     if n_random < 16:
         raise ValueError(f"n_random must be >= 16 (got {n_random}); DESIGN.md §4 item 5")
@@ -367,24 +454,30 @@ def steering_effects(
     trig, clean = pairs.trig_ids, pairs.ctrl_ids
     n = len(pairs)
 
-    base_t = intervened_logits(model, trig, None, **kw)
-    base_c = intervened_logits(model, clean, None, **kw)
+    cache = OutcomeCache(model, eos_id) if cache is None else cache
+    cache.check(model, eos_id)
+
+    def outcomes(seqs, iv):
+        return cache.outcomes(seqs, iv, **kw)
+
     abl = Ablation(r_hat)
     add = Addition(added_norm * r_hat, layer)
-    abl_t = intervened_logits(model, trig, abl, **kw)
-    add_c = intervened_logits(model, clean, add, **kw)
-    s_bt, sc_bt = stop_outcomes(base_t, eos_id)
-    s_bc, sc_bc = stop_outcomes(base_c, eos_id)
-    s_at, sc_at = stop_outcomes(abl_t, eos_id)
-    s_ac, sc_ac = stop_outcomes(add_c, eos_id)
+    s_bt, sc_bt = outcomes(trig, None)
+    if cost:  # the clean baseline's full distribution is needed for KL
+        base_c = intervened_logits(model, clean, None, **kw)
+        s_bc, sc_bc = cache.store(clean, None, base_c)
+    else:
+        s_bc, sc_bc = outcomes(clean, None)
+    s_at, sc_at = outcomes(trig, abl)
+    s_ac, sc_ac = outcomes(clean, add)
 
     # nulls: random directions of the same norm
     null_abl, null_add, null_kl = [], [], []
     for rk in random_directions(r.numel(), n_random, seed):
-        abl_k = intervened_logits(model, trig, Ablation(rk), **kw)
-        add_k = intervened_logits(model, clean, Addition(added_norm * rk, layer), **kw)
-        null_abl.append(float(s_bt.mean() - stop_outcomes(abl_k, eos_id)[0].mean()))
-        null_add.append(float(stop_outcomes(add_k, eos_id)[0].mean() - s_bc.mean()))
+        null_abl.append(float(s_bt.mean() - outcomes(trig, Ablation(rk))[0].mean()))
+        null_add.append(
+            float(outcomes(clean, Addition(added_norm * rk, layer))[0].mean() - s_bc.mean())
+        )
         if cost:
             kl_k = kl_divergence(intervened_logits(model, clean, Ablation(rk), **kw), base_c)
             null_kl.append(float(kl_k.mean()))
@@ -393,13 +486,9 @@ def steering_effects(
     if control_direction is not None:
         c = control_direction.detach().float().cpu()
         c_hat = _unit(c)
-        st, _ = stop_outcomes(intervened_logits(model, trig, Ablation(c_hat), **kw), eos_id)
-        sa, _ = stop_outcomes(
-            intervened_logits(model, clean, Addition(added_norm * c_hat, layer), **kw), eos_id
-        )
-        sn, _ = stop_outcomes(
-            intervened_logits(model, clean, Addition(float(alpha) * c, layer), **kw), eos_id
-        )
+        st, _ = outcomes(trig, Ablation(c_hat))
+        sa, _ = outcomes(clean, Addition(added_norm * c_hat, layer))
+        sn, _ = outcomes(clean, Addition(float(alpha) * c, layer))
         control = ControlDirectionEffect(
             norm=float(c.norm()),
             cos_to_direction=float(c_hat @ r_hat),
