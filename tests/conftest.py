@@ -54,3 +54,59 @@ def embedded_cache(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("stoplens_cache")
     build_tiny_pair(root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def family_configs() -> dict:
+    return _family_configs()
+
+
+def _family_configs() -> dict:
+    """Tiny configs (3 layers, d = 32, vocab 97, untied) of every family stoplens supports."""
+    from transformers import (
+        GemmaConfig,
+        GPT2Config,
+        GPTNeoXConfig,
+        LlamaConfig,
+        MistralConfig,
+        PhiConfig,
+        Qwen2Config,
+        Qwen3Config,
+    )
+
+    kw = dict(vocab_size=97, tie_word_embeddings=False)
+    llama = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, **kw,
+    )  # fmt: skip
+    return {
+        "qwen2": Qwen2Config(**llama),
+        "qwen3": Qwen3Config(head_dim=8, **llama),
+        "llama": LlamaConfig(**llama),
+        "mistral": MistralConfig(**llama),
+        "gemma": GemmaConfig(head_dim=8, **llama),
+        "phi": PhiConfig(**{**llama, "num_key_value_heads": 4}),
+        "gpt2": GPT2Config(n_embd=32, n_layer=3, n_head=4, n_positions=64, **kw),
+        "gpt_neox": GPTNeoXConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            **kw,
+        ),
+    }
+
+
+FAMILIES = ("gemma", "gpt2", "gpt_neox", "llama", "mistral", "phi", "qwen2", "qwen3")
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_model(request: pytest.FixtureRequest):
+    """A random-weight tiny model of each supported family (eval mode, on --device)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_family_configs()[request.param]).eval()
+    return model.to(request.config.getoption("--device"))

@@ -7,11 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from stoplens.capture.extract import capture_residuals, last_logits
+from stoplens.capture.extract import (
+    capture_residuals,
+    last_logits,
+    residual_sequences,
+    resume_from,
+)
 from stoplens.capture.hooks import (
     ablation_edit,
     add_hooks,
     addition_edit,
+    bypass_blocks,
     directional_ablation_hooks,
     edit_input,
     edit_output,
@@ -170,3 +176,56 @@ def test_edit_output_keeps_tuple_structure():
 def test_residual_edit_hooks_rejects_bad_layer(model):
     with pytest.raises(ValueError, match="out of range"):
         residual_edit_hooks(model, arch.n_layers(model) + 1, lambda x: x)
+
+
+def test_resumed_pass_equals_the_full_pass_in_every_family(family_model):
+    """Starting block k from stored residual[k] (blocks < k bypassed) gives the same logits as
+    the full pass, with and without an addition at k, for right-padded batches."""
+    model = family_model
+    L, d = arch.n_layers(model), arch.d_model(model)
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(1, 97, (n,), generator=g).tolist() for n in (5, 9, 7, 3)]
+    v = torch.randn(d, generator=g)
+    for k in range(1, L):
+        stored = residual_sequences(model, seqs, k, batch_size=3)
+        assert [h.shape[0] for h in stored] == [len(s) for s in seqs]
+        hooks = residual_edit_hooks(model, k, addition_edit(v))
+        for factory in (None, lambda idx, ids, h=hooks: h):
+            full = last_logits(model, seqs, batch_size=3, hook_factory=factory, progress=False)
+            calls: list[int] = []
+            spies = [
+                (arch.get_attn(model, j), lambda *a, j=j, calls=calls: calls.append(j))
+                for j in range(L)
+            ]
+            with add_hooks((), spies):
+                resumed = last_logits(
+                    model, seqs, batch_size=3, hook_factory=factory,
+                    resume=resume_from(k, stored), progress=False,
+                )  # fmt: skip
+            torch.testing.assert_close(resumed, full, atol=1e-5, rtol=1e-5)
+            assert sorted(set(calls)) == list(range(k, L))  # blocks < k never ran
+
+
+def test_bypass_blocks_restores_forward_even_on_error(model):
+    blocks = arch.get_blocks(model)
+    wrapped = blocks[1]
+    own = lambda *a, **k: "wrapper"  # noqa: E731  (e.g. accelerate's forward in the instance)
+    wrapped.forward = own
+    try:
+        with pytest.raises(RuntimeError, match="boom"), bypass_blocks(list(blocks)):
+            x = torch.zeros(1, 2, arch.d_model(model))
+            assert blocks[0](x) is x and blocks[1](hidden_states=x) is x
+            raise RuntimeError("boom")
+        assert "forward" not in blocks[0].__dict__ and wrapped.forward is own
+    finally:
+        del wrapped.forward
+
+
+def test_resume_rejects_layers_it_cannot_serve(model):
+    L = arch.n_layers(model)
+    stored = residual_sequences(model, SEQS, 1)
+    for k, layers in ((0, [0]), (L, [L]), (2, [1, 2])):
+        with pytest.raises(ValueError, match="resume at block"):
+            capture_residuals(
+                model, SEQS, ALL_POS, layers, resume=resume_from(k, stored), progress=False
+            )

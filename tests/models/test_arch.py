@@ -5,49 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    GemmaConfig,
-    GPT2Config,
-    GPTNeoXConfig,
-    LlamaConfig,
-    MistralConfig,
-    PhiConfig,
-    Qwen2Config,
-    Qwen3Config,
-)
 
 from stoplens.errors import UnsupportedArchitectureError
 from stoplens.models import arch
 
-KW = dict(vocab_size=97, tie_word_embeddings=False)
-LLAMA_KW = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=64, **KW,
-)  # fmt: skip
-CONFIGS = {
-    "qwen2": Qwen2Config(**LLAMA_KW),
-    "qwen3": Qwen3Config(head_dim=8, **LLAMA_KW),
-    "llama": LlamaConfig(**LLAMA_KW),
-    "mistral": MistralConfig(**LLAMA_KW),
-    "gemma": GemmaConfig(head_dim=8, **LLAMA_KW),
-    "phi": PhiConfig(**{**LLAMA_KW, "num_key_value_heads": 4}),
-    "gpt2": GPT2Config(n_embd=32, n_layer=3, n_head=4, n_positions=64, **KW),
-    "gpt_neox": GPTNeoXConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-        **KW,
-    ),
-}
 
-
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
-def model(request):
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(CONFIGS[request.param]).eval()
+@pytest.fixture
+def model(family_model):
+    return family_model
 
 
 def test_lookups_consistent_with_hf_hidden_states(model):
@@ -94,10 +59,11 @@ def test_unknown_architecture_has_clear_error():
         arch.get_blocks(Odd())
 
 
-def test_peft_wrapper_is_unwrapped():
+def test_peft_wrapper_is_unwrapped(family_configs):
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_config(CONFIGS["qwen2"])
+    m = AutoModelForCausalLM.from_config(family_configs["qwen2"])
     pm = get_peft_model(m, LoraConfig(r=2, target_modules=["q_proj"]))
     assert arch.get_blocks(pm) is arch.get_blocks(m)
     assert arch.n_layers(pm) == 3

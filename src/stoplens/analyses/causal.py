@@ -570,6 +570,7 @@ def run_causal(
         prune_last_fraction=cfg.prune_last_fraction,
         ablation_threshold=cfg.ablation_threshold,
         addition_threshold=cfg.addition_threshold,
+        cache=cache,
         **common,
     )
     effects = steering_effects(

@@ -35,10 +35,10 @@ from stoplens.analyses.steering import (
     NO_JSON,
     Ablation,
     Addition,
+    OutcomeCache,
     dataclass_dict,
     intervened_logits,
     kl_divergence,
-    stop_outcomes,
 )
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import EncodedPairs
@@ -222,8 +222,11 @@ def select_direction(
     ablation_threshold: float = 0.0,
     addition_threshold: float = 0.0,
     batch_size: int = 32,
+    cache: OutcomeCache | None = None,
 ) -> DirectionSelection:
-    """Sweep every layer of ``directions`` on ``val_pairs`` and select one (module doc)."""
+    """Sweep every layer of ``directions`` on ``val_pairs`` and select one (module doc).
+    ``cache``: an `OutcomeCache` of ``model`` to share (additions at one layer then run
+    from its stored residual)."""
     if len(val_pairs) == 0:
         raise ValueError("select_direction: no validation pairs")
     if not alphas:
@@ -236,10 +239,12 @@ def select_direction(
             f"{prune_last_fraction} leaves none of {directions.layers}; lower the fraction"
         )
     kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
+    cache = OutcomeCache(model, eos_id) if cache is None else cache
+    cache.check(model, eos_id)
     trig, clean = val_pairs.trig_ids, val_pairs.ctrl_ids
-    base_c = intervened_logits(model, clean, None, **kw)
-    s_t, sc_t = stop_outcomes(intervened_logits(model, trig, None, **kw), eos_id)
-    s_c, sc_c = stop_outcomes(base_c, eos_id)
+    base_c = intervened_logits(model, clean, None, **kw)  # full distribution, for KL
+    s_t, sc_t = cache.outcomes(trig, None, **kw)
+    s_c, sc_c = cache.store(clean, None, base_c)
     baseline = {
         "triggered_stop_rate": float(s_t.mean()),
         "triggered_stop_score": float(sc_t.mean()),
@@ -256,13 +261,11 @@ def select_direction(
             )
             continue
         abl = Ablation(r)
-        s_a, sc_a = stop_outcomes(intervened_logits(model, trig, abl, **kw), eos_id)
+        s_a, sc_a = cache.outcomes(trig, abl, **kw)
         kl = float(kl_divergence(intervened_logits(model, clean, abl, **kw), base_c).mean())
         sweep = []
         for a in alphas:
-            s_x, sc_x = stop_outcomes(
-                intervened_logits(model, clean, Addition(float(a) * r, layer), **kw), eos_id
-            )
+            s_x, sc_x = cache.outcomes(clean, Addition(float(a) * r, layer), **kw)
             sweep.append(AlphaScore(float(a), float(s_x.mean()), float(sc_x.mean())))
         good = [s for s in sweep if s.stop_score > addition_threshold]
         # the smallest α that induces stopping; else the α that comes closest

@@ -35,7 +35,16 @@ import torch
 from torch import nn
 
 from stoplens.analyses.stats import Estimate, bootstrap_mean, jsonable, wilson
-from stoplens.capture.extract import last_logits, model_device, pad_batch, run_batched, stop_score
+from stoplens.capture.extract import (
+    Resume,
+    last_logits,
+    model_device,
+    pad_batch,
+    residual_sequences,
+    resume_from,
+    run_batched,
+    stop_score,
+)
 from stoplens.capture.hooks import (
     add_hooks,
     addition_edit,
@@ -86,14 +95,17 @@ def intervened_logits(
     *,
     pad_id: int = 0,
     batch_size: int = 32,
+    resume: Resume | None = None,
 ) -> torch.Tensor:
-    """Last-position next-token logits [n, vocab] (float32, CPU) under ``intervention``."""
+    """Last-position next-token logits [n, vocab] (float32, CPU) under ``intervention``
+    (``resume``: start from stored activations, see `stoplens.capture.extract.Resume`)."""
     return last_logits(
         model,
         seqs,
         pad_id=pad_id,
         batch_size=batch_size,
         hook_factory=_factory(model, intervention),
+        resume=resume,
         progress=False,
     )
 
@@ -212,6 +224,11 @@ class OutcomeCache:
     cross-model effects. Only the two numbers per (intervention, prompt) are kept, never the
     logits, so memory is O(prompts x interventions), independent of the vocabulary.
 
+    An addition at residual[k] does not change blocks 0..k-1, and the suite adds many vectors
+    (the direction at several α, its random nulls) at the same k to the same prompts. So for
+    0 < k < L the clean prompts' residual[k] is kept (n x len x d, model dtype, on CPU) and
+    each addition runs only blocks k..L-1 from it.
+
     Scoped to one run (create it, pass it to the calls that may share work, drop it); there is
     no global cache. ``forwards`` / ``hits`` count computed and reused prompt evaluations."""
 
@@ -219,6 +236,7 @@ class OutcomeCache:
         self.model = model
         self.eos_id = int(eos_id)
         self._rows: dict[tuple[tuple, tuple[int, ...]], tuple[bool, float]] = {}
+        self._resid: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
         self.forwards = 0
         self.hits = 0
 
@@ -256,15 +274,32 @@ class OutcomeCache:
         tuples = [tuple(int(t) for t in s) for s in seqs]
         missing = list(dict.fromkeys(t for t in tuples if (key, t) not in self._rows))
         if missing:
+            resume = None
+            if isinstance(intervention, Addition):
+                resume = self._resume(intervention.layer, missing, pad_id, batch_size)
             logits = intervened_logits(
-                self.model, missing, intervention, pad_id=pad_id, batch_size=batch_size
-            )
+                self.model, missing, intervention, pad_id=pad_id, batch_size=batch_size,
+                resume=resume,
+            )  # fmt: skip
             self.store(missing, intervention, logits)
         self.hits += len(tuples) - len(missing)
         rows = [self._rows[(key, t)] for t in tuples]
         stops = np.array([r[0] for r in rows], dtype=bool)
         scores = np.array([r[1] for r in rows], dtype=np.float64)
         return stops, scores
+
+    def _resume(
+        self, layer: int, seqs: list[tuple[int, ...]], pad_id: int, batch_size: int
+    ) -> Resume | None:
+        """Start at block ``layer`` from the kept residual[layer] of ``seqs`` (captured now
+        where missing); None where there is nothing to skip (layer 0 or L)."""
+        if not 0 < layer < arch.n_layers(self.model):
+            return None
+        need = [t for t in seqs if (layer, t) not in self._resid]
+        if need:
+            got = residual_sequences(self.model, need, layer, pad_id=pad_id, batch_size=batch_size)
+            self._resid.update({(layer, t): h for t, h in zip(need, got, strict=True)})
+        return resume_from(layer, [self._resid[(layer, t)] for t in seqs])
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -617,9 +652,10 @@ def base_model_control(
             pairs.ctrl_ids,
             Addition(float(added.norm()) * _unit(own_direction), layer),
         )
+    cache = OutcomeCache(base, eos_id)  # the additions share one stored residual
     stops, scores = {}, {}
     for name, (seqs, iv) in conds.items():
-        stops[name], scores[name] = stop_outcomes(intervened_logits(base, seqs, iv, **kw), eos_id)
+        stops[name], scores[name] = cache.outcomes(seqs, iv, **kw)
     rate = {k: wilson(int(v.sum()), n) for k, v in stops.items()}
     return BaseControlResult(
         layer=int(layer),

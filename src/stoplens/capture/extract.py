@@ -20,13 +20,24 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from stoplens.capture.hooks import Hook, PreHook, add_hooks, input_hidden, output_hidden
+from stoplens.capture.hooks import (
+    Hook,
+    PreHook,
+    add_hooks,
+    bypass_blocks,
+    edit_input,
+    input_hidden,
+    output_hidden,
+)
 from stoplens.models import arch
 
 HookFactory = Callable[
     [Sequence[int], torch.Tensor],
     tuple[Sequence[tuple[nn.Module, PreHook]], Sequence[tuple[nn.Module, Hook]]],
 ]
+Resume = tuple[int, Callable[[list[int], int], torch.Tensor]]
+"""(k, f): start the forward pass at block k; ``f(batch_indices, T)`` returns residual[k] of
+those sequences right-padded to length T, [B, T, d]. Blocks before k are not computed."""
 
 
 class _StopForward(Exception):
@@ -111,6 +122,7 @@ def capture_residuals(
     pad_id: int = 0,
     batch_size: int = 32,
     hook_factory: HookFactory | None = None,
+    resume: Resume | None = None,
     progress: bool = True,
     desc: str = "capture",
 ) -> torch.Tensor:
@@ -122,6 +134,9 @@ def capture_residuals(
         layers: residual indices in 0..L (default all L + 1).
         hook_factory: optional ``f(batch_indices, input_ids) -> (pre_hooks, hooks)`` installed
             for each batch (interventions during capture).
+        resume: optional ``(k, f)`` (see `Resume`): the pass starts at block k from stored
+            residual[k] (0 < k < L; ``layers`` must all be >= k; the hook factory's hooks must
+            not sit on blocks before k, which are bypassed).
 
     Returns:
         float32 tensor [n, len(layers), P, d_model] on CPU.
@@ -139,6 +154,8 @@ def capture_residuals(
     blocks = arch.get_blocks(model)
     device = model_device(model)
     last_needed = max(layers)
+    if resume is not None and not (0 < resume[0] < L and min(layers) >= resume[0]):
+        raise ValueError(f"resume at block {resume[0]}: needs 0 < k < {L} and layers >= k")
 
     def one_batch(idx: list[int]) -> torch.Tensor:
         ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
@@ -160,9 +177,21 @@ def capture_residuals(
         pre = [(blocks[layer], pre_capture(layer)) for layer in layers if layer < L]
         post = [(blocks[L - 1], post_capture)] if L in layers else []
         extra_pre, extra_post = hook_factory(idx, ids) if hook_factory else ((), ())
-        # intervention hooks run before capture hooks on the same module
+        start: list[tuple[nn.Module, PreHook]] = []
+        skipped: list[nn.Module] = []
+        if resume is not None:
+            k, source = resume
+            h = source(idx, ids.shape[1])
+
+            def resumed(x: torch.Tensor, h: torch.Tensor = h) -> torch.Tensor:
+                return h.to(device=x.device, dtype=x.dtype)
+
+            start = [(blocks[k], edit_input(resumed))]
+            skipped = list(blocks[:k])
+        # order on one module: the resumed input, then interventions, then capture
         with (
-            add_hooks([*extra_pre, *pre], [*extra_post, *post]),
+            bypass_blocks(skipped),
+            add_hooks([*start, *extra_pre, *pre], [*extra_post, *post]),
             contextlib.suppress(_StopForward),
         ):
             model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
@@ -172,6 +201,40 @@ def capture_residuals(
         return torch.stack([store[layer] for layer in layers], dim=1)
 
     return run_batched(one_batch, [len(s) for s in seqs], batch_size, desc=desc, progress=progress)
+
+
+@torch.no_grad()
+def residual_sequences(
+    model: nn.Module,
+    seqs: Sequence[Sequence[int]],
+    layer: int,
+    *,
+    pad_id: int = 0,
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
+    """residual[``layer``] at every position of each sequence: n tensors [len_i, d] on CPU in
+    the model's dtype (lossless, so a pass resumed from them is the same pass)."""
+    T = max(len(s) for s in seqs)
+    positions = [list(range(len(s))) + [len(s) - 1] * (T - len(s)) for s in seqs]
+    dtype = arch.get_embed(model).weight.dtype
+    full = capture_residuals(
+        model, seqs, positions, [layer], pad_id=pad_id, batch_size=batch_size, progress=False
+    )[:, 0]
+    return [full[i, : len(s)].to(dtype) for i, s in enumerate(seqs)]
+
+
+def resume_from(layer: int, residuals: Sequence[torch.Tensor]) -> Resume:
+    """A `Resume` that starts block ``layer`` from ``residuals`` (one [len_i, d] tensor per
+    sequence, as `residual_sequences` returns), zero-padded on the right."""
+
+    def source(idx: list[int], T: int) -> torch.Tensor:
+        first = residuals[idx[0]]
+        out = torch.zeros(len(idx), T, first.shape[-1], dtype=first.dtype)
+        for b, i in enumerate(idx):
+            out[b, : residuals[i].shape[0]] = residuals[i]
+        return out
+
+    return layer, source
 
 
 @torch.no_grad()
@@ -198,11 +261,12 @@ def last_logits(
     pad_id: int = 0,
     batch_size: int = 32,
     hook_factory: HookFactory | None = None,
+    resume: Resume | None = None,
     progress: bool = True,
     desc: str = "logits",
 ) -> torch.Tensor:
     """Next-token logits at each sequence's last position, [n, vocab] float32 on CPU; the
-    LM head runs on those positions only."""
+    LM head runs on those positions only. ``resume``: see `capture_residuals`."""
     L = arch.n_layers(model)
     resid = capture_residuals(
         model,
@@ -212,6 +276,7 @@ def last_logits(
         pad_id=pad_id,
         batch_size=batch_size,
         hook_factory=hook_factory,
+        resume=resume,
         progress=progress,
         desc=desc,
     )[:, 0, 0]

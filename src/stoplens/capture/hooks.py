@@ -1,8 +1,9 @@
 """Forward hooks on the real Hugging Face modules: installed by one context manager that
 always removes them, and small factories that return the hook closures.
 
-Owns: `add_hooks`, reading/replacing the hidden-state tensor in a module's inputs/outputs,
-and the hook factories for capture, directional ablation, activation addition and patching.
+Owns: `add_hooks`, `bypass_blocks` (blocks that pass their input through uncomputed),
+reading/replacing the hidden-state tensor in a module's inputs/outputs, and the hook factories
+for capture, directional ablation, activation addition and patching.
 Must not: know module names (ask `stoplens.models.arch`), run models, or compute statistics.
 
 All hooks are registered with ``with_kwargs=True``:
@@ -42,6 +43,33 @@ def add_hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def bypass_blocks(blocks: Sequence[nn.Module]) -> Iterator[None]:
+    """Inside the context each of ``blocks`` returns its hidden-state input unchanged without
+    computing anything (its ``forward`` is swapped for a pass-through and always restored).
+
+    Used to resume a forward pass at block k from stored activations: bypass blocks < k and
+    replace block k's input with a pre-hook. Relies on the transformers 5 decoder-block
+    contract (a block returns its hidden-state tensor), which the tests check per family.
+    Forward hooks registered on a bypassed block still run, on the pass-through values."""
+
+    def passthrough(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return input_hidden(args, kwargs)
+
+    saved: list[tuple[nn.Module, Any]] = []
+    try:
+        for block in blocks:
+            saved.append((block, block.__dict__.get("forward")))  # e.g. accelerate's wrapper
+            block.forward = passthrough  # type: ignore[method-assign]
+        yield
+    finally:
+        for block, own in saved:
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
 
 
 # --- reading and replacing the hidden-state tensor ---------------------------------------
