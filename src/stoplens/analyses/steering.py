@@ -243,6 +243,11 @@ class OutcomeCache:
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def stored_residuals(self) -> int:
+        """Number of (layer, prompt) residuals kept for resumed additions."""
+        return len(self._resid)
+
     def check(self, model: nn.Module, eos_id: int) -> None:
         """Raise unless this cache belongs to ``model`` and ``eos_id``."""
         if model is not self.model or int(eos_id) != self.eos_id:

@@ -45,9 +45,9 @@ class _StopForward(Exception):
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """Device of the input embedding (where input ids must go, also under device_map)."""
-    device: torch.device = arch.get_embed(model).weight.device
-    return device
+    """Where input ids must go (`stoplens.models.arch.input_device`; right under device_map
+    and offloading too)."""
+    return arch.input_device(model)
 
 
 def pad_batch(
@@ -244,8 +244,8 @@ def unembed(model: nn.Module, resid: torch.Tensor) -> torch.Tensor:
     [..., vocab] float32."""
     norm = arch.get_final_norm(model)
     head = arch.get_unembed(model)
-    w: torch.Tensor = head.weight
-    x = norm(resid.to(device=w.device, dtype=w.dtype))
+    w: torch.Tensor = head.weight  # its dtype; under offloading it may sit on "meta"
+    x = norm(resid.to(device=arch.execution_device(norm), dtype=w.dtype))
     logits = head(x).float()
     cap = arch.logit_softcap(model)
     if cap:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from stoplens.capture.extract import pad_batch, stop_score
+from stoplens.models import arch
 
 __all__ = [
     "Rate",
@@ -69,7 +70,7 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
 
 
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    return arch.input_device(model)
 
 
 def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from stoplens.errors import UnsupportedArchitectureError
@@ -164,6 +165,30 @@ def get_unembed(model: nn.Module) -> Any:
 def get_embed(model: nn.Module) -> Any:
     """The input token embedding; ``weight`` has shape [vocab_rows, d_model]."""
     return unwrap(model).get_input_embeddings()
+
+
+def execution_device(module: nn.Module) -> torch.device:
+    """Where ``module`` computes. Under accelerate (``device_map``, CPU/disk offload) its hook's
+    execution device: the weights may then sit on "meta" or on the CPU while the module runs
+    elsewhere. Otherwise the device of its first parameter."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+        dev = getattr(h, "execution_device", None)
+        if dev is not None:
+            return torch.device(f"cuda:{dev}" if isinstance(dev, int) else dev)
+    p = next(module.parameters(), None)
+    if p is None or p.device.type == "meta":
+        raise UnsupportedArchitectureError(
+            f"cannot tell where {type(module).__name__} runs: its weights are on "
+            f"{'meta' if p is not None else 'no device'} and it has no accelerate hook; load the "
+            "model with device_map or move it to a device"
+        )
+    return p.device
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where input ids must go: the execution device of the input embedding."""
+    return execution_device(get_embed(model))
 
 
 def n_layers(model: nn.Module) -> int:

@@ -76,7 +76,8 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where input ids go (the input embedding's execution device, also under device_map)."""
+        return arch.input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
