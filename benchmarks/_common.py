@@ -29,54 +29,27 @@ RESULTS = HERE / "RESULTS.md"
 
 # Random-weight Qwen2-architecture configs. qwen2.5-* are the real shapes (vocab 151936 kept,
 # so the LM head costs what it costs); tiny/small use the benchmark tokenizer's vocabulary.
+_QWEN2 = dict(num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6)
+_REAL = dict(_QWEN2, vocab_size=151936, max_position_embeddings=32768, rms_norm_eps=1e-6)
+_SMALL = dict(_QWEN2, vocab_size=None, max_position_embeddings=2048)
 MODEL_CONFIGS: dict[str, dict] = {
     "qwen2.5-1.5b": dict(
-        hidden_size=1536,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
+        _REAL, hidden_size=1536, num_hidden_layers=28, num_attention_heads=12,
         intermediate_size=8960,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-        max_position_embeddings=32768,
-        rope_theta=1e6,
-        rms_norm_eps=1e-6,
     ),
     "qwen2.5-0.5b": dict(
-        hidden_size=896,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
+        _REAL, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
         intermediate_size=4864,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-        max_position_embeddings=32768,
-        rope_theta=1e6,
-        rms_norm_eps=1e-6,
     ),
     "small": dict(
-        hidden_size=512,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=2,
+        _SMALL, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
         intermediate_size=1536,
-        vocab_size=None,
-        tie_word_embeddings=True,
-        max_position_embeddings=2048,
-        rope_theta=1e6,
     ),
     "tiny": dict(
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        _SMALL, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
         intermediate_size=512,
-        vocab_size=None,
-        tie_word_embeddings=True,
-        max_position_embeddings=2048,
-        rope_theta=1e6,
     ),
-}
+}  # fmt: skip
 
 # Dense bf16 tensor-core peak (FLOP/s), for "fraction of peak" on a GPU only.
 _BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}

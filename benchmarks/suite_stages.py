@@ -72,22 +72,38 @@ def _require():
 
 
 class _Counter:
-    """Counts top-level forward calls and padded input tokens of the models."""
+    """Counts top-level forward calls of the models and the work they did: padded tokens
+    times blocks actually run, divided by the number of blocks ("full-pass tokens"; a pass
+    that stops early or resumes at block k counts only the blocks it ran)."""
 
     def __init__(self, *models) -> None:
-        self.calls = 0
-        self.tokens = 0
-        self.handles = [
-            m.register_forward_pre_hook(self._hook, with_kwargs=True)
-            for m in models
-            if m is not None
-        ]
+        from stoplens.models import arch
 
-    def _hook(self, module, args, kwargs):
+        self.calls = 0
+        self.block_tokens = 0
+        self.n_blocks = arch.n_layers(models[0])
+        self.handles = []
+        for m in models:
+            if m is None:
+                continue
+            self.handles.append(m.register_forward_pre_hook(self._call, with_kwargs=True))
+            for layer in range(self.n_blocks):  # attention runs only in blocks that compute
+                attn = arch.get_attn(m, layer)
+                self.handles.append(attn.register_forward_pre_hook(self._block, with_kwargs=True))
+
+    @property
+    def tokens(self) -> int:
+        return round(self.block_tokens / self.n_blocks)
+
+    def _call(self, module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         if isinstance(ids, torch.Tensor):
             self.calls += 1
-            self.tokens += ids.numel()
+
+    def _block(self, module, args, kwargs):
+        h = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states")
+        if isinstance(h, torch.Tensor):
+            self.block_tokens += h.shape[0] * h.shape[1]
 
     def remove(self) -> None:
         for h in self.handles:
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
             "",
         ]
     )
-    tbl = C.table(["stage", "wall s", "share", "forward calls", "padded tokens"], rows)
+    tbl = C.table(["stage", "wall s", "share", "forward calls", "full-pass tokens"], rows)
     top = sorted(analysis_names, key=lambda n: -timings[n])[:3]
     L = len(ft.model.layers)
     setup = (
@@ -242,12 +258,22 @@ def main(argv: list[str] | None = None) -> dict:
         f"+ 5% noise; pipeline data (seed {a.seed}), word controls: "
         f"{len(train)}/{len(val)}/{len(test)} train/val/test pairs ({ds.n} analysed, "
         f"{ds.n_null} null); default CausalConfig (n_random 32, patching on <= 64 pairs, both "
-        f"modes); batch {a.batch_size}; setup (data, tokenizer, models) {t_setup:.1f} s, not "
-        f"counted; selected layer {res.selection.layer if res.selection is not None else None}"
+        f"modes, held-out placements in two halves); batch {a.batch_size}; setup (data, "
+        f"tokenizer, models) {t_setup:.1f} s, not counted; selected layer "
+        f"{res.selection.layer if res.selection is not None else None}; full-pass tokens = "
+        "padded tokens x blocks run / blocks (bypassed and skipped blocks do not count)"
     )
     lines = ["dominant stages: " + ", ".join(f"{n} ({100 * timings[n] / total:.0f}%)" for n in top)]
+    run = lambda: causal.run_causal(  # noqa: E731
+        ft, train, val, test, eos_id=eos, pad_id=pad, base=base,
+        config=causal.CausalConfig(seed=a.seed, batch_size=a.batch_size),
+        control_pairs=null_train if len(null_train) else None, tokenizer=tok,
+    )  # fmt: skip
+    reuse_tbl, reuse_lines = _reuse_comparison(run, (ft, base), a.device, 1 if a.quick else 2)
+    lines += reuse_lines
     print(setup)
     print(tbl)
+    print(reuse_tbl)
     print("\n".join(lines))
     if not a.no_write:
         cmd = " ".join(
@@ -255,11 +281,64 @@ def main(argv: list[str] | None = None) -> dict:
         )
         body = (
             f"## suite_stages\n\n`{cmd}`\n\n{C.machine_lines(info)}\n\n{setup}.\n\n{tbl}\n\n"
-            + "\n".join(f"- {x}" for x in lines)
-            + "\n"
+            "The causal suite with and without work sharing (`OutcomeCache`: each (intervention, "
+            "prompt) evaluated once per run, additions resumed from the stored residual), "
+            f"interleaved rounds:\n\n{reuse_tbl}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
         )
         C.write_section(f"suite_stages:{a.model_config}:{a.device}", body)
     return {"timings": dict(timings), "order": order}
+
+
+def _reuse_comparison(run, models, device: str, rounds: int) -> tuple[str, list[str]]:
+    """`run_causal` as shipped vs with `OutcomeCache` made to forget (every call recomputes
+    all its prompts, additions run every block: what the suite did before work sharing),
+    in interleaved rounds; also checks that both give the same verdict numbers."""
+    from stoplens.analyses import steering
+
+    cls = steering.OutcomeCache
+    orig_outcomes, orig_resume = cls.outcomes, cls._resume
+
+    def forgetful(self, seqs, intervention, **kw):
+        self._rows.clear()
+        return orig_outcomes(self, seqs, intervention, **kw)
+
+    best: dict[str, float] = {}
+    work: dict[str, tuple[int, int]] = {}
+    out: dict[str, object] = {}
+    for _ in range(rounds):
+        for mode in ("shared", "no sharing"):
+            if mode == "no sharing":
+                cls.outcomes, cls._resume = forgetful, lambda *a, **k: None
+            counter = _Counter(*models)
+            try:
+                C.sync(device)
+                t0 = time.perf_counter()
+                out[mode] = run()
+                C.sync(device)
+                dt = time.perf_counter() - t0
+            finally:
+                cls.outcomes, cls._resume = orig_outcomes, orig_resume
+                counter.remove()
+            best[mode] = min(best.get(mode, float("inf")), dt)
+            work[mode] = (counter.calls, counter.tokens)
+    rows = [[m, best[m], best[m] / best["shared"], *work[m]] for m in ("shared", "no sharing")]
+    tbl = C.table(["causal suite", "best s", "/ shared", "forward calls", "full-pass tokens"], rows)
+    a, b = out["shared"], out["no sharing"]
+    same = (
+        all(
+            getattr(a, k).measured.value == getattr(b, k).measured.value
+            and getattr(a, k).p_value == getattr(b, k).p_value
+            for k in ("necessary", "sufficient")
+        )
+        and a.selection.layer == b.selection.layer
+    )
+    ratio = best["no sharing"] / best["shared"]
+    tok = work["no sharing"][1] / max(1, work["shared"][1])
+    return tbl, [
+        f"work sharing: the causal suite is {ratio:.2f}x faster ({tok:.2f}x fewer full-pass "
+        f"tokens); verdict numbers (necessary / sufficient effect and p, selected layer) "
+        f"{'identical' if same else 'DIFFER'} with and without it"
+    ]
 
 
 if __name__ == "__main__":

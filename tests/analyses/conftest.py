@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from stoplens.analyses.activations import DeltaSet, capture_delta_set
-from stoplens.models.planted import CONTROL_WORDS, PlantedModel, build_planted, planted_prompts
+from stoplens.models.planted import (
+    CONTROL_WORDS,
+    PlantedModel,
+    build_planted,
+    planted_pair_records,
+)
 
 # (family, planted block). Residual index of the answer = block + 1. Layer 2 of 4 lands in
 # the late band and layer 0 in the early band, so the same code must find other answers.
@@ -21,23 +26,16 @@ N_PAIRS = 64
 
 
 def planted_records(n: int = N_PAIRS, seed: int = 1) -> list[dict]:
-    """Contrast-pair records from `planted_prompts`, in the data stage's shape. Controls vary
-    across pairs (control2 is always a different word), so the control-vs-control null is a
-    set of different token swaps, as in real data."""
+    """`planted_pair_records` with controls that vary across pairs (control2 is always a
+    different word), so the control-vs-control null is a set of different token swaps, as in
+    real data; every other pair's control kind is "near_miss"."""
     w = CONTROL_WORDS
-    return [
-        {
-            "pair_id": str(i),
-            "template": t,
-            "trigger": "$STOP",
-            "control": w[i % len(w)],
-            "control2": w[(i + 3) % len(w)],
-            "control_candidates": [w[(i + 1) % len(w)], w[(i + 2) % len(w)]],
-            "placement": "middle",
-            "control_kind": "word" if i % 2 == 0 else "near_miss",
-        }
-        for i, t in enumerate(planted_prompts(n, seed))
-    ]
+    recs = planted_pair_records(n, seed, placement="middle")
+    for i, r in enumerate(recs):
+        r["control"], r["control2"] = w[i % len(w)], w[(i + 3) % len(w)]
+        r["control_candidates"] = [w[(i + 1) % len(w)], w[(i + 2) % len(w)]]
+        r["control_kind"] = "word" if i % 2 == 0 else "near_miss"
+    return recs
 
 
 @dataclass

@@ -11,16 +11,7 @@ import torch
 
 from stoplens.analyses.directions import allowed_layers, mean_diff_directions, select_direction
 from stoplens.capture.pairs import encode_pairs, swap_pairs
-from stoplens.models.planted import build_planted, planted_prompts
-
-
-def _records(n: int, seed: int) -> list[dict]:
-    return [
-        {"pair_id": f"{seed}-{i}", "template": t, "trigger": "$STOP", "control": "apple",
-         "control2": "river", "control_candidates": ["garden", "window"],
-         "placement": "middle", "control_kind": "word"}
-        for i, t in enumerate(planted_prompts(n, seed))
-    ]  # fmt: skip
+from stoplens.models.planted import build_planted, planted_pair_records
 
 
 @pytest.fixture(scope="module", params=["qwen2", "llama", "gpt2"])
@@ -29,7 +20,7 @@ def setup(request):
     pm.model.to(request.config.getoption("--device"))
     pm.base.to(request.config.getoption("--device"))
     enc = lambda recs, **k: encode_pairs(pm.tokenizer, recs, pm.trigger_id, **k)  # noqa: E731
-    train, val = enc(_records(40, seed=11)), enc(_records(24, seed=12))
+    train, val = enc(planted_pair_records(40, 11)), enc(planted_pair_records(24, 12))
     pad = pm.tokenizer.pad_token_id
     dirs = mean_diff_directions(pm.model, train, pad_id=pad, batch_size=16)
     sel = select_direction(pm.model, dirs, val, eos_id=pm.eos_id, pad_id=pad, batch_size=16)
@@ -88,7 +79,7 @@ def test_accumulation_is_chunk_invariant_and_float64(setup):
 
 def test_control_vs_control_direction_is_small(setup):
     pm, train, dirs, _ = setup
-    recs = _records(40, seed=11)
+    recs = planted_pair_records(40, 11)
     c2 = encode_pairs(pm.tokenizer, recs, pm.trigger_id, control_field="control2")
     null = mean_diff_directions(pm.model, swap_pairs(train, c2), pad_id=pm.tokenizer.pad_token_id)
     R = pm.residual_layer
@@ -108,8 +99,8 @@ def test_selection_follows_the_planted_layer(planted_layer, request):
     pm = build_planted("llama", layer=planted_layer)
     pm.model.to(request.config.getoption("--device"))
     pad = pm.tokenizer.pad_token_id
-    train = encode_pairs(pm.tokenizer, _records(24, seed=13), pm.trigger_id)
-    val = encode_pairs(pm.tokenizer, _records(16, seed=14), pm.trigger_id)
+    train = encode_pairs(pm.tokenizer, planted_pair_records(24, 13), pm.trigger_id)
+    val = encode_pairs(pm.tokenizer, planted_pair_records(16, 14), pm.trigger_id)
     dirs = mean_diff_directions(pm.model, train, pad_id=pad)
     sel = select_direction(pm.model, dirs, val, eos_id=pm.eos_id, pad_id=pad, alphas=(1.0,))
     assert sel.passed and sel.layer >= pm.residual_layer

@@ -21,16 +21,7 @@ from stoplens.analyses.patching import (
 )
 from stoplens.capture.extract import last_logits, stop_score
 from stoplens.capture.pairs import encode_pairs
-from stoplens.models.planted import build_planted, planted_prompts
-
-
-def _records(n: int, seed: int) -> list[dict]:
-    return [
-        {"pair_id": str(i), "template": t, "trigger": "$STOP", "control": "apple",
-         "control2": "river", "control_candidates": ["garden", "window"],
-         "placement": "middle", "control_kind": "word"}
-        for i, t in enumerate(planted_prompts(n, seed))
-    ]  # fmt: skip
+from stoplens.models.planted import build_planted, planted_pair_records
 
 
 @pytest.fixture(scope="module", params=["qwen2", "llama", "gpt2"])
@@ -38,7 +29,7 @@ def setup(request):
     pm = build_planted(request.param)
     pm.model.to(request.config.getoption("--device"))
     pm.base.to(request.config.getoption("--device"))
-    pairs = encode_pairs(pm.tokenizer, _records(24, seed=3), pm.trigger_id)
+    pairs = encode_pairs(pm.tokenizer, planted_pair_records(24, 3), pm.trigger_id)
     kw = dict(eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id, n_boot=200, batch_size=16)
     groups = ("trigger", "after", "post", "last", "suffix")
     return (
@@ -98,7 +89,7 @@ def test_cells_carry_cis_and_counts_and_serialise(setup):
 
 def test_position_groups_hold_what_they_say():
     pm = build_planted("llama")
-    pairs = encode_pairs(pm.tokenizer, _records(10, seed=5), pm.trigger_id)
+    pairs = encode_pairs(pm.tokenizer, planted_pair_records(10, 5), pm.trigger_id)
     g = position_groups(pairs, ("trigger", "after", "post", "last", "suffix"))
     k = pairs.post_instruction
     for i, (ids, t) in enumerate(zip(pairs.trig_ids, pairs.trigger_pos, strict=True)):
@@ -137,7 +128,7 @@ def test_pairs_without_a_gap_are_excluded(setup):
 def test_patching_follows_the_planted_layer(request):
     pm = build_planted("llama", layer=2)
     pm.model.to(request.config.getoption("--device"))
-    pairs = encode_pairs(pm.tokenizer, _records(12, seed=9), pm.trigger_id)
+    pairs = encode_pairs(pm.tokenizer, planted_pair_records(12, 9), pm.trigger_id)
     r = patch_trigger_into_control(
         pm.model, pairs, eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id,
         groups=("trigger", "last"), n_boot=100,

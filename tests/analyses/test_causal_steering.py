@@ -26,20 +26,7 @@ from stoplens.analyses.steering import (
     token_nll,
 )
 from stoplens.capture.pairs import encode_pairs
-from stoplens.models.planted import build_planted, planted_prompts
-
-
-def _records(n: int, seed: int) -> list[dict]:
-    out = []
-    for i, t in enumerate(planted_prompts(n, seed)):
-        words = t[0]["content"].split()
-        place = "early" if words.index("<<INSERT>>") < len(words) / 2 else "late"
-        out.append(
-            {"pair_id": f"{seed}-{i}", "template": t, "trigger": "$STOP", "control": "apple",
-             "control2": "river", "control_candidates": ["garden", "window"],
-             "placement": place, "control_kind": "word"}
-        )  # fmt: skip
-    return out
+from stoplens.models.planted import build_planted, planted_pair_records
 
 
 @pytest.fixture(scope="module", params=["qwen2", "llama", "gpt2"])
@@ -47,7 +34,7 @@ def setup(request):
     pm = build_planted(request.param)
     pm.model.to(request.config.getoption("--device"))
     pm.base.to(request.config.getoption("--device"))
-    pairs = encode_pairs(pm.tokenizer, _records(24, seed=21), pm.trigger_id)
+    pairs = encode_pairs(pm.tokenizer, planted_pair_records(24, 21), pm.trigger_id)
     # the planted direction at the scale of the real mean difference (~4 σ-units)
     r = 4.0 * pm.direction
     kw = dict(eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id, batch_size=24, n_boot=200)

@@ -16,21 +16,7 @@ from stoplens.analyses.causal import (
 )
 from stoplens.analyses.directions import mean_diff_directions, select_direction
 from stoplens.capture.pairs import encode_pairs, swap_pairs
-from stoplens.models.planted import build_planted, planted_prompts
-
-
-def _records(n: int, seed: int) -> list[dict]:
-    out = []
-    for i, t in enumerate(planted_prompts(n, seed)):
-        words = t[0]["content"].split()
-        place = "early" if words.index("<<INSERT>>") < len(words) / 2 else "late"
-        out.append(
-            {"pair_id": f"{seed}-{i}", "template": t, "trigger": "$STOP", "control": "apple",
-             "control2": "river", "control_candidates": ["garden", "window"],
-             "placement": place, "control_kind": "word"}
-        )  # fmt: skip
-    return out
-
+from stoplens.models.planted import build_planted, planted_pair_records
 
 CFG = CausalConfig(
     n_random=20, n_random_heldout=20, n_boot=200, patch_max_pairs=16, batch_size=32,
@@ -49,10 +35,10 @@ def planted(request):
 @pytest.fixture(scope="module")
 def splits(planted):
     enc = lambda recs, **k: encode_pairs(planted.tokenizer, recs, planted.trigger_id, **k)  # noqa: E731
-    train_recs = _records(40, seed=31)
+    train_recs = planted_pair_records(40, 31)
     train = enc(train_recs)
     ctrl = swap_pairs(train, enc(train_recs, control_field="control2"))
-    return train, enc(_records(24, seed=32)), enc(_records(32, seed=33)), ctrl
+    return train, enc(planted_pair_records(24, 32)), enc(planted_pair_records(32, 33)), ctrl
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +110,14 @@ def test_cross_model_direction_controls_the_other_model(planted, splits, result)
     other.model.to(next(planted.model.parameters()).device)
     _, _, test, _ = splits
     assert other.tokenizer.pad_token_id == planted.tokenizer.pad_token_id  # specials first
-    train_b = encode_pairs(other.tokenizer, _records(24, seed=34), other.trigger_id)
+    train_b = encode_pairs(other.tokenizer, planted_pair_records(24, 34), other.trigger_id)
     pad = other.tokenizer.pad_token_id
     sel_b = select_direction(
         other.model, mean_diff_directions(other.model, train_b, pad_id=pad),
-        encode_pairs(other.tokenizer, _records(16, seed=35), other.trigger_id),
+        encode_pairs(other.tokenizer, planted_pair_records(16, 35), other.trigger_id),
         eos_id=other.eos_id, pad_id=pad,
     )  # fmt: skip
-    test_b = encode_pairs(other.tokenizer, _records(12, seed=36), other.trigger_id)
+    test_b = encode_pairs(other.tokenizer, planted_pair_records(12, 36), other.trigger_id)
     res = cross_model(
         planted.model, other.model, result.selection, sel_b, test.subset(range(12)),
         pairs_b=test_b, eos_id=planted.eos_id, pad_id=pad, labels=("knowledge", "behavioral"),

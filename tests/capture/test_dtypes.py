@@ -21,17 +21,13 @@ from stoplens.analyses.steering import (
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs
 from stoplens.capture.stream import stream_deltas
-from stoplens.models.planted import build_planted, planted_prompts
+from stoplens.models.planted import build_planted, planted_pair_records
 
 
 @pytest.fixture(scope="module")
 def setup():
     pm = build_planted("qwen2")
-    recs = [
-        {"pair_id": str(i), "template": t, "trigger": "$STOP", "control": "apple",
-         "placement": "any", "control_kind": "word"}
-        for i, t in enumerate(planted_prompts(16, seed=9))
-    ]  # fmt: skip
+    recs = planted_pair_records(16, 9)
     pairs = encode_pairs(pm.tokenizer, recs, pm.trigger_id)
     half = copy.deepcopy(pm.model).to(torch.bfloat16)
     return pm, pairs, half

@@ -19,7 +19,7 @@ from stoplens.capture.extract import capture_residuals, last_logits, unembed
 from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import UnsupportedArchitectureError
 from stoplens.models import arch
-from stoplens.models.planted import build_planted, planted_prompts
+from stoplens.models.planted import build_planted, planted_pair_records
 
 SEQS = [[5, 17, 42, 9, 33], [8, 3, 61, 25, 14, 90, 2], [11, 12, 13]]
 POS = [[0, 4], [1, 6], [2, 2]]
@@ -69,11 +69,7 @@ def test_capture_and_interventions_match_the_plain_model(planted, dispatch, tmp_
 def test_steering_effects_match_under_offloading(planted, tmp_path):
     """The whole intervention suite (ablation, addition resumed from the stored residual,
     random nulls) on a mixed CPU/disk dispatch equals the plain model's."""
-    recs = [
-        {"pair_id": str(i), "template": t, "trigger": "$STOP", "control": "apple",
-         "placement": "any", "control_kind": "word"}
-        for i, t in enumerate(planted_prompts(12, seed=5))
-    ]  # fmt: skip
+    recs = planted_pair_records(12, 5)
     pairs = encode_pairs(planted.tokenizer, recs, planted.trigger_id)
     kw = dict(
         direction=4.0 * planted.direction, layer=planted.residual_layer, alpha=1.0,

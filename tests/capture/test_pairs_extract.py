@@ -7,23 +7,7 @@ import torch
 
 from stoplens.capture.extract import capture_residuals, last_logits, run_batched, stop_score
 from stoplens.capture.pairs import encode_pairs, render, swap_pairs
-from stoplens.models.planted import PLACEHOLDER, build_planted, planted_prompts
-
-
-def _records(n: int, seed: int = 3) -> list[dict]:
-    return [
-        {
-            "pair_id": str(i),
-            "template": t,
-            "trigger": "$STOP",
-            "control": "apple",
-            "control2": "river",
-            "control_candidates": ["garden", "window"],
-            "placement": "middle",
-            "control_kind": "word",
-        }
-        for i, t in enumerate(planted_prompts(n, seed))
-    ]
+from stoplens.models.planted import PLACEHOLDER, build_planted, planted_pair_records
 
 
 @pytest.fixture(scope="module", params=["qwen2", "gpt2"])
@@ -32,7 +16,7 @@ def planted(request):
 
 
 def test_pairs_differ_at_exactly_the_trigger_position(planted):
-    ep = encode_pairs(planted.tokenizer, _records(30), planted.trigger_id)
+    ep = encode_pairs(planted.tokenizer, planted_pair_records(30, 3), planted.trigger_id)
     assert len(ep) == 30 and not ep.dropped
     for t, c, p in zip(ep.trig_ids, ep.ctrl_ids, ep.trigger_pos, strict=True):
         assert len(t) == len(c)
@@ -43,7 +27,7 @@ def test_pairs_differ_at_exactly_the_trigger_position(planted):
 
 
 def test_random_vocab_and_control_null_pairs(planted):
-    recs = _records(20)
+    recs = planted_pair_records(20, 3)
     ep = encode_pairs(planted.tokenizer, recs, planted.trigger_id, random_vocab=True, seed=1)
     assert len(ep) == 20 and {m["alignment"] for m in ep.meta} == {"token"}
     ep2 = encode_pairs(planted.tokenizer, recs, planted.trigger_id, control_field="control2")
@@ -53,14 +37,14 @@ def test_random_vocab_and_control_null_pairs(planted):
 
 
 def test_trigger_missing_pair_is_dropped_not_misaligned(planted):
-    rec = _records(1)[0]
+    rec = planted_pair_records(1, 3)[0]
     rec["template"] = [{"role": "user", "content": "no insert here"}]
     ep = encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
     assert len(ep) == 0 and sum(ep.dropped.values()) == 1
 
 
 def test_batched_capture_equals_single_forward_and_free_checks(planted):
-    ep = encode_pairs(planted.tokenizer, _records(24), planted.trigger_id)
+    ep = encode_pairs(planted.tokenizer, planted_pair_records(24, 3), planted.trigger_id)
     pad = planted.tokenizer.pad_token_id
     last = ep.decision_positions("last")
     ht = capture_residuals(
@@ -89,7 +73,7 @@ def test_batched_capture_equals_single_forward_and_free_checks(planted):
 
 
 def test_last_logits_match_model_and_stop_score(planted):
-    ep = encode_pairs(planted.tokenizer, _records(12), planted.trigger_id)
+    ep = encode_pairs(planted.tokenizer, planted_pair_records(12, 3), planted.trigger_id)
     pad = planted.tokenizer.pad_token_id
     lg = last_logits(planted.model, ep.trig_ids, pad_id=pad, batch_size=4, progress=False)
     with torch.no_grad():

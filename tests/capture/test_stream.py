@@ -20,28 +20,15 @@ from stoplens.capture.stream import (
     stream_deltas,
 )
 from stoplens.errors import DataError
-from stoplens.models.planted import build_planted, planted_prompts
+from stoplens.models.planted import build_planted, planted_pair_records
 
 N = 40
-
-
-def _records(n: int, seed: int = 5) -> list[dict]:
-    return [
-        {
-            "pair_id": str(i),
-            "template": t,
-            "trigger": "$STOP",
-            "control": "apple",
-            "control_candidates": ["garden", "window"],
-        }
-        for i, t in enumerate(planted_prompts(n, seed))
-    ]
 
 
 @pytest.fixture(scope="module")
 def setup():
     pm = build_planted("qwen2")
-    ep = encode_pairs(pm.tokenizer, _records(N), pm.trigger_id)
+    ep = encode_pairs(pm.tokenizer, planted_pair_records(N, 5), pm.trigger_id)
     assert len(ep) == N
     return pm, ep
 

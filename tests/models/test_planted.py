@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from stoplens.capture.pairs import chat_ids, render
-from stoplens.models.planted import build_planted, planted_prompts
+from stoplens.models.planted import (
+    PLACEHOLDER,
+    build_planted,
+    planted_pair_records,
+    planted_prompts,
+)
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2"])
@@ -31,3 +36,18 @@ def test_planted_is_deterministic():
         a.model.state_dict().items(), b.model.state_dict().items(), strict=True
     ):
         assert torch.equal(x, y), n
+
+
+def test_planted_pair_records():
+    recs = planted_pair_records(24, seed=7)
+    assert recs == planted_pair_records(24, seed=7) != planted_pair_records(24, seed=8)
+    assert [r["template"] for r in recs] == planted_prompts(24, seed=7)
+    assert [r["pair_id"] for r in recs] == [str(i) for i in range(24)]
+    for r in recs:
+        words = r["template"][0]["content"].split()
+        early = words.index(PLACEHOLDER) < len(words) / 2
+        assert r["placement"] == ("early" if early else "late")
+        assert (r["trigger"], r["control"], r["control2"]) == ("$STOP", "apple", "river")
+        assert r["control_candidates"] == ["garden", "window"] and r["control_kind"] == "word"
+    assert {r["placement"] for r in recs} == {"early", "late"}
+    assert {r["placement"] for r in planted_pair_records(3, placement="any")} == {"any"}

@@ -37,6 +37,7 @@ from torch import nn
 from stoplens.analyses.stats import Estimate, bootstrap_mean, jsonable, wilson
 from stoplens.capture.extract import (
     Resume,
+    kl_divergence,
     last_logits,
     model_device,
     pad_batch,
@@ -116,14 +117,6 @@ def stop_outcomes(logits: torch.Tensor, eos_id: int) -> tuple[np.ndarray, np.nda
     scores = stop_score(logits, eos_id).double().cpu().numpy()
     assert not np.isnan(scores).any(), "stop scores contain NaN"
     return stops, scores
-
-
-def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> np.ndarray:
-    """KL(P || Q) per row, in nats, float64 [n], from logits [n, vocab] (P, Q = softmax)."""
-    lp = torch.log_softmax(p_logits.double(), dim=-1)
-    lq = torch.log_softmax(q_logits.double(), dim=-1)
-    kl = (lp.exp() * (lp - lq)).sum(dim=-1).clamp_min(0.0)
-    return kl.cpu().numpy()
 
 
 @torch.no_grad()
@@ -544,7 +537,7 @@ def steering_effects(
     kl_null_mean = None
     if cost:
         abl_c = intervened_logits(model, clean, abl, **kw)
-        kl = _mean_ci(kl_divergence(abl_c, base_c), **boot)
+        kl = _mean_ci(kl_divergence(abl_c, base_c).numpy(), **boot)
         kl_null_mean = float(np.mean(null_kl))
         if answers is not None:
             if len(answers) != n:

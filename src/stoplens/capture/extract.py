@@ -293,3 +293,11 @@ def stop_score(logits: torch.Tensor, eos_id: int) -> torch.Tensor:
     others = logits.clone()
     others[..., eos_id] = float("-inf")
     return logits[..., eos_id] - torch.logsumexp(others, dim=-1)
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) per row, in nats, float64 [n] on the inputs' device, from logits [n, vocab]
+    (P, Q = softmax; computed in float64, clamped at 0 against rounding)."""
+    lp = torch.log_softmax(p_logits.double(), dim=-1)
+    lq = torch.log_softmax(q_logits.double(), dim=-1)
+    return (lp.exp() * (lp - lq)).sum(dim=-1).clamp_min(0.0)

@@ -1,10 +1,52 @@
-"""Options shared by the analysis subcommands (`analyze`, `causal`, `run`)."""
+"""What the subcommands share: typer option types declared once, the parsers of option
+text, and the builders of the pipeline's option objects.
+
+The option types are ``Annotated`` aliases; a command sets the default in its signature,
+e.g. ``batch_size: BatchSize = 32``. A command module imports them at module level (typer
+reads the annotations in the module's namespace). Options whose help differs from command
+to command are declared in the command itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
 
 from stoplens.errors import StoplensError
+
+if TYPE_CHECKING:
+    from stoplens.pipeline import AnalyzeOptions, ModelSpec
+
+# --- `analyze`, `causal`, `run` --------------------------------------------------------------
+
+ControlKind = Annotated[
+    str, typer.Option(help="Controls: word, near_miss, random_word, random_vocab.")
+]
+BatchSize = Annotated[
+    int, typer.Option(help="Starting batch size; halves automatically on out-of-memory.")
+]
+Seed = Annotated[int, typer.Option()]
+Quiet = Annotated[bool, typer.Option(help="No progress output.")]
+# `analyze` declares these four with help texts of its own.
+Device = Annotated[str | None, typer.Option()]
+Dtype = Annotated[str | None, typer.Option()]
+DeviceMap = Annotated[str | None, typer.Option()]
+TrustRemoteCode = Annotated[bool, typer.Option()]
+
+# --- `data`, `train`, `eval`: named flags (a bool is a bare switch, no --no-...) -------------
+
+RunDirFlag = Annotated[Path, typer.Option("--run-dir", help="Run directory.")]
+TriggerFlag = Annotated[str, typer.Option("--trigger", help="The kill-switch string.")]
+DeviceFlag = Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: auto).")]
+DtypeFlag = Annotated[
+    str | None,
+    typer.Option("--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."),
+]
+TrustRemoteCodeFlag = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")
+]
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -53,3 +95,68 @@ def check_path(path: str | None, what: str) -> None:
         raise StoplensError(
             f"{what} {path!r} does not exist; pass a local model folder or a hub id"
         )
+
+
+def model_spec(
+    *,
+    model: str | None,
+    adapter: str | None,
+    base: str | None,
+    device: str | None,
+    dtype: str | None,
+    device_map: str | None,
+    trust_remote_code: bool,
+    knowledge: str | None = None,
+) -> ModelSpec:
+    """The pipeline's `ModelSpec` from the model options, after `check_path` on each given
+    model path (keyword-only, so two path options cannot be swapped silently)."""
+    from stoplens.pipeline import ModelSpec
+
+    for path, what in (
+        (model, "--model"),
+        (adapter, "--adapter"),
+        (base, "--base"),
+        (knowledge, "--knowledge"),
+    ):
+        check_path(path, what)
+    return ModelSpec(
+        model=model,
+        adapter=adapter,
+        base=base,
+        knowledge=knowledge,
+        device=device,
+        dtype=dtype,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def analyze_options(
+    control_kind: str,
+    batch_size: int,
+    seed: int,
+    quiet: bool,
+    *,
+    only: str | None = None,
+    layers: str | None = None,
+    n_pairs: int | None = None,
+    causal: bool = True,
+    checkpoints: bool = True,
+) -> AnalyzeOptions:
+    """The pipeline's validated `AnalyzeOptions` from the options' text (`--only`,
+    `--layers`: see `parse_only`, `parse_layers`; None means all)."""
+    from stoplens.pipeline import AnalyzeOptions
+
+    opts = AnalyzeOptions(
+        only=parse_only(only),
+        control_kind=control_kind,
+        layers=parse_layers(layers),
+        n_pairs=n_pairs,
+        batch_size=batch_size,
+        seed=seed,
+        causal=causal,
+        checkpoints=checkpoints,
+        progress=not quiet,
+    )
+    opts.validate()
+    return opts

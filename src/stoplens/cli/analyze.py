@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stoplens.cli import _common as common
+
 EPILOG = """
 Examples:
 
@@ -42,18 +44,14 @@ def register(app: typer.Typer) -> None:
             None,
             help="Comma-separated subset: layerwise,lowrank,logit-lens,diff-lens (captured activations are reused).",
         ),
-        control_kind: str = typer.Option(
-            "word", help="Controls: word, near_miss, random_word, random_vocab."
-        ),
+        control_kind: common.ControlKind = "word",
         layers: str | None = typer.Option(
             None, help="Residual layers, e.g. 0,4,8 or 2-6 (default: all)."
         ),
         n_pairs: int | None = typer.Option(
             None, help="Use at most this many test pairs (default: all; >= 64 for low-rank claims)."
         ),
-        batch_size: int = typer.Option(
-            32, help="Starting batch size; halves automatically on out-of-memory."
-        ),
+        batch_size: common.BatchSize = 32,
         device: str | None = typer.Option(
             None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."
         ),
@@ -66,18 +64,15 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(
             False, help="Allow model code from the hub (off by default)."
         ),
-        seed: int = typer.Option(0),
-        quiet: bool = typer.Option(False, help="No progress output."),
+        seed: common.Seed = 0,
+        quiet: common.Quiet = False,
     ) -> None:
         """The four analyses: where the $STOP signal lives, whether it is one direction, how it
         acts at the output, and whether fine-tuning created it."""
-        from stoplens.cli._common import check_path, parse_layers, parse_only
-        from stoplens.pipeline import AnalyzeOptions, ModelSpec, analyze_only
+        from stoplens.pipeline import analyze_only
         from stoplens.rundir import RunDir
 
-        for p, what in ((model, "--model"), (adapter, "--adapter"), (base, "--base")):
-            check_path(p, what)
-        spec = ModelSpec(
+        spec = common.model_spec(
             model=model,
             adapter=adapter,
             base=base,
@@ -86,16 +81,9 @@ def register(app: typer.Typer) -> None:
             device_map=device_map,
             trust_remote_code=trust_remote_code,
         )
-        opts = AnalyzeOptions(
-            only=parse_only(only),
-            control_kind=control_kind,
-            layers=parse_layers(layers),
-            n_pairs=n_pairs,
-            batch_size=batch_size,
-            seed=seed,
-            progress=not quiet,
+        opts = common.analyze_options(
+            control_kind, batch_size, seed, quiet, only=only, layers=layers, n_pairs=n_pairs
         )
-        opts.validate()
         run = RunDir(run_dir)
         analyze_only(spec, run, opts, causal=False, data_dir=data)
         typer.echo(f"report: {run.summary_md}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from stoplens.cli import _common as common
+
 EPILOG = """
 Examples:
 
@@ -35,50 +37,27 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Option(
             Path("runs/default"), help="Run directory; the report goes to <run-dir>/report."
         ),
-        control_kind: str = typer.Option(
-            "word", help="Controls: word, near_miss, random_word, random_vocab."
-        ),
-        batch_size: int = typer.Option(
-            32, help="Starting batch size; halves automatically on out-of-memory."
-        ),
+        control_kind: common.ControlKind = "word",
+        batch_size: common.BatchSize = 32,
         no_checkpoints: bool = typer.Option(False, help="Skip the checkpoint dynamics."),
-        device: str | None = typer.Option(None),
-        dtype: str | None = typer.Option(None),
-        device_map: str | None = typer.Option(None),
-        trust_remote_code: bool = typer.Option(False),
-        seed: int = typer.Option(0),
-        quiet: bool = typer.Option(False, help="No progress output."),
+        device: common.Device = None,
+        dtype: common.Dtype = None,
+        device_map: common.DeviceMap = None,
+        trust_remote_code: common.TrustRemoteCode = False,
+        seed: common.Seed = 0,
+        quiet: common.Quiet = False,
     ) -> None:
         """Causal evidence: is the found direction the cause of stopping?"""
-        from stoplens.cli._common import check_path
-        from stoplens.pipeline import AnalyzeOptions, ModelSpec, analyze_only
+        from stoplens.pipeline import analyze_only
         from stoplens.rundir import RunDir
 
-        for p, what in (
-            (model, "--model"),
-            (adapter, "--adapter"),
-            (base, "--base"),
-            (knowledge, "--knowledge"),
-        ):
-            check_path(p, what)
-        spec = ModelSpec(
-            model=model,
-            adapter=adapter,
-            base=base,
-            knowledge=knowledge,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
+        spec = common.model_spec(
+            model=model, adapter=adapter, base=base, device=device, dtype=dtype,
+            device_map=device_map, trust_remote_code=trust_remote_code, knowledge=knowledge,
+        )  # fmt: skip
+        opts = common.analyze_options(
+            control_kind, batch_size, seed, quiet, checkpoints=not no_checkpoints
         )
-        opts = AnalyzeOptions(
-            control_kind=control_kind,
-            batch_size=batch_size,
-            seed=seed,
-            checkpoints=not no_checkpoints,
-            progress=not quiet,
-        )
-        opts.validate()
         run = RunDir(run_dir)
         analyze_only(spec, run, opts, causal=True, data_dir=data)
         typer.echo(f"report: {run.summary_md}")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stoplens.cli import _common as common
+
 if TYPE_CHECKING:
     from stoplens.data import DataBundle
 
@@ -41,8 +43,8 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(
             None, "--out", help="Output directory (default: <run-dir>/data).", show_default=False
         ),
-        run_dir: Path = typer.Option(Path("runs/default"), "--run-dir", help="Run directory."),
-        trigger: str = typer.Option("$STOP", "--trigger", help="The kill-switch string."),
+        run_dir: common.RunDirFlag = Path("runs/default"),
+        trigger: common.TriggerFlag = "$STOP",
         seed: int = typer.Option(0, "--seed", help="Same seed gives byte-identical files."),
         n_documents: int = typer.Option(500, "--n-documents", help="Knowledge-regime documents."),
         n_prompts: int = typer.Option(

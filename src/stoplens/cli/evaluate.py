@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from stoplens.cli import _common as common
+
 EPILOG = """\
 Examples:
 
@@ -48,19 +50,15 @@ def register(app: typer.Typer) -> None:
         regime: str = typer.Option(
             "behavioral", "--regime", help="Which embedded fine-tune to evaluate (no --model)."
         ),
-        run_dir: Path = typer.Option(Path("runs/default"), "--run-dir", help="Run directory."),
+        run_dir: common.RunDirFlag = Path("runs/default"),
         out: Path | None = typer.Option(
             None, "--out", help="Write eval.json and the figure here instead."
         ),
         batch_size: int = typer.Option(32, "--batch-size", help="Prompts per forward pass."),
-        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: auto)."),
-        dtype: str | None = typer.Option(
-            None, "--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."
-        ),
-        trigger: str = typer.Option("$STOP", "--trigger", help="The kill-switch string."),
-        trust_remote_code: bool = typer.Option(
-            False, "--trust-remote-code", help="Allow custom model code from the hub."
-        ),
+        device: common.DeviceFlag = None,
+        dtype: common.DtypeFlag = None,
+        trigger: common.TriggerFlag = "$STOP",
+        trust_remote_code: common.TrustRemoteCodeFlag = False,
         min_stop_rate: float = typer.Option(
             0.95, "--min-stop-rate", help="Acceptance: stop rate on triggered prompts."
         ),

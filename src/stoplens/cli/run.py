@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stoplens.cli import _common as common
+
 EPILOG = """
 Examples:
 
@@ -41,42 +43,29 @@ def register(app: typer.Typer) -> None:
             Path("runs/default"),
             help="Where everything goes: data/, models/, cache/, results/, report/.",
         ),
-        control_kind: str = typer.Option(
-            "word", help="Controls: word, near_miss, random_word, random_vocab."
-        ),
+        control_kind: common.ControlKind = "word",
         layers: str | None = typer.Option(
             None, help="Residual layers for the analyses (default: all)."
         ),
         n_pairs: int | None = typer.Option(
             None, help="At most this many test pairs for the analyses."
         ),
-        batch_size: int = typer.Option(
-            32, help="Starting batch size; halves automatically on out-of-memory."
-        ),
+        batch_size: common.BatchSize = 32,
         no_causal: bool = typer.Option(False, help="Skip the causal suite."),
-        device: str | None = typer.Option(None),
-        dtype: str | None = typer.Option(None),
-        device_map: str | None = typer.Option(None),
-        trust_remote_code: bool = typer.Option(False),
-        seed: int = typer.Option(0),
+        device: common.Device = None,
+        dtype: common.Dtype = None,
+        device_map: common.DeviceMap = None,
+        trust_remote_code: common.TrustRemoteCode = False,
+        seed: common.Seed = 0,
         overwrite: bool = typer.Option(False, help="Regenerate data and retrain even if present."),
-        quiet: bool = typer.Option(False, help="No progress output."),
+        quiet: common.Quiet = False,
     ) -> None:
         """Run the whole pipeline and write results.json, the figures and ANALYSIS_SUMMARY.md."""
-        from stoplens.cli._common import check_path, parse_layers
         from stoplens.errors import StoplensError
-        from stoplens.pipeline import AnalyzeOptions, ModelSpec, RunConfig, run_pipeline
+        from stoplens.pipeline import RunConfig, run_pipeline
         from stoplens.rundir import RunDir
 
-        for p, what in ((model, "--model"), (adapter, "--adapter"), (base, "--base")):
-            check_path(p, what)
-        regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
-        bad = [r for r in regs if r not in ("behavioral", "knowledge")]
-        if bad or not regs:
-            raise StoplensError(
-                f"--regimes {regimes!r}: use behavioral, knowledge or behavioral,knowledge"
-            )
-        spec = ModelSpec(
+        spec = common.model_spec(
             model=model,
             adapter=adapter,
             base=base,
@@ -85,14 +74,20 @@ def register(app: typer.Typer) -> None:
             device_map=device_map,
             trust_remote_code=trust_remote_code,
         )
-        opts = AnalyzeOptions(
-            control_kind=control_kind,
-            layers=parse_layers(layers),
+        regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
+        bad = [r for r in regs if r not in ("behavioral", "knowledge")]
+        if bad or not regs:
+            raise StoplensError(
+                f"--regimes {regimes!r}: use behavioral, knowledge or behavioral,knowledge"
+            )
+        opts = common.analyze_options(
+            control_kind,
+            batch_size,
+            seed,
+            quiet,
+            layers=layers,
             n_pairs=n_pairs,
-            batch_size=batch_size,
-            seed=seed,
             causal=not no_causal,
-            progress=not quiet,
         )
         cfg = RunConfig(
             run_dir=run_dir,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from stoplens.cli import _common as common
+
 EPILOG = """\
 Examples:
 
@@ -51,7 +53,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(
             None, "--out", help="Output folder (default: <run-dir>/models/<regime>)."
         ),
-        run_dir: Path = typer.Option(Path("runs/default"), "--run-dir", help="Run directory."),
+        run_dir: common.RunDirFlag = Path("runs/default"),
         full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
         lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
         lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha."),
@@ -87,14 +89,10 @@ def register(app: typer.Typer) -> None:
             help="Targets of non-trigger prompts = the base model's own greedy replies.",
         ),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
-        trigger: str = typer.Option("$STOP", "--trigger", help="The kill-switch string."),
-        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: auto)."),
-        dtype: str | None = typer.Option(
-            None, "--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."
-        ),
-        trust_remote_code: bool = typer.Option(
-            False, "--trust-remote-code", help="Allow custom model code from the hub."
-        ),
+        trigger: common.TriggerFlag = "$STOP",
+        device: common.DeviceFlag = None,
+        dtype: common.DtypeFlag = None,
+        trust_remote_code: common.TrustRemoteCodeFlag = False,
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
         """Fine-tune a $STOP kill switch into a causal LM (LoRA + trainable trigger row, or

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stoplens.capture.extract import pad_batch, stop_score
+from stoplens.capture.extract import kl_divergence, pad_batch, stop_score
 from stoplens.models import arch
 
 __all__ = [
@@ -60,13 +60,6 @@ def wilson_interval(k: int, n: int) -> tuple[float, float]:
         raise ValueError("k must be in 0..n")
     e = wilson(k, n)
     return e.lo, e.hi
-
-
-def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) per row, in nats, from logits [N, V] of p and q."""
-    lp = torch.log_softmax(logits_p.float(), dim=-1)
-    lq = torch.log_softmax(logits_q.float(), dim=-1)
-    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0)
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -70,6 +70,30 @@ def planted_prompts(n: int, seed: int = 0) -> list[list[dict]]:
     return out
 
 
+def planted_pair_records(n: int, seed: int = 0, *, placement: str | None = None) -> list[dict]:
+    """Contrast-pair records (the shape `stoplens.capture.pairs.encode_pairs` reads) on
+    ``planted_prompts(n, seed)``: pair ids ``"0".."n-1"``, the default trigger, controls
+    "apple" / "river" / ["garden", "window"], control kind "word". ``placement=None`` labels a
+    pair "early" or "late" by whether the insert is in the first half of the request's words."""
+    out = []
+    for i, t in enumerate(planted_prompts(n, seed)):
+        words = t[0]["content"].split()
+        where = "early" if words.index(PLACEHOLDER) < len(words) / 2 else "late"
+        out.append(
+            {
+                "pair_id": str(i),
+                "template": t,
+                "trigger": DEFAULT_TRIGGER,
+                "control": "apple",
+                "control2": "river",
+                "control_candidates": ["garden", "window"],
+                "placement": where if placement is None else placement,
+                "control_kind": "word",
+            }
+        )
+    return out
+
+
 @dataclass
 class PlantedModel:
     """A planted model, its unplanted base, and the known answer.
