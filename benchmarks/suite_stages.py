@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
         body = (
             f"## suite_stages\n\n`{cmd}`\n\n{C.machine_lines(info)}\n\n{setup}.\n\n{tbl}\n\n"
             "The causal suite with and without work sharing (`OutcomeCache`: each (intervention, "
-            "prompt) evaluated once per run, additions resumed from the stored residual), "
+            "prompt) evaluated once per run, additions resumed from the stored residual; "
+            "patched passes resumed at the patched block), "
             f"interleaved rounds:\n\n{reuse_tbl}\n\n" + "\n".join(f"- {x}" for x in lines) + "\n"
         )
         C.write_section(f"suite_stages:{a.model_config}:{a.device}", body)
@@ -290,13 +291,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _reuse_comparison(run, models, device: str, rounds: int) -> tuple[str, list[str]]:
-    """`run_causal` as shipped vs with `OutcomeCache` made to forget (every call recomputes
-    all its prompts, additions run every block: what the suite did before work sharing),
-    in interleaved rounds; also checks that both give the same verdict numbers."""
-    from stoplens.analyses import steering
+    """`run_causal` as shipped vs with its work sharing off (`OutcomeCache` made to forget:
+    every call recomputes all its prompts; additions and patched passes run every block:
+    what the suite did before), in interleaved rounds; also checks that both give the same
+    verdict numbers."""
+    from stoplens.analyses import patching, steering
 
     cls = steering.OutcomeCache
     orig_outcomes, orig_resume = cls.outcomes, cls._resume
+    orig_stored = patching.residual_sequences
 
     def forgetful(self, seqs, intervention, **kw):
         self._rows.clear()
@@ -309,6 +312,7 @@ def _reuse_comparison(run, models, device: str, rounds: int) -> tuple[str, list[
         for mode in ("shared", "no sharing"):
             if mode == "no sharing":
                 cls.outcomes, cls._resume = forgetful, lambda *a, **k: None
+                patching.residual_sequences = lambda *a, **k: {}  # patched passes from block 0
             counter = _Counter(*models)
             try:
                 C.sync(device)
@@ -318,6 +322,7 @@ def _reuse_comparison(run, models, device: str, rounds: int) -> tuple[str, list[
                 dt = time.perf_counter() - t0
             finally:
                 cls.outcomes, cls._resume = orig_outcomes, orig_resume
+                patching.residual_sequences = orig_stored
                 counter.remove()
             best[mode] = min(best.get(mode, float("inf")), dt)
             work[mode] = (counter.calls, counter.tokens)

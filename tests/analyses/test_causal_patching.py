@@ -19,7 +19,8 @@ from stoplens.analyses.patching import (
     patch_trigger_into_control,
     position_groups,
 )
-from stoplens.capture.extract import last_logits, stop_score
+from stoplens.capture.extract import capture_residuals, last_logits, stop_score
+from stoplens.capture.hooks import residual_edit_hooks
 from stoplens.capture.pairs import encode_pairs
 from stoplens.models.planted import build_planted, planted_pair_records
 
@@ -135,3 +136,36 @@ def test_patching_follows_the_planted_layer(request):
     )  # fmt: skip
     assert [round(r.cell(layer, "last").value) for layer in r.layers] == [0, 0, 0, 1, 1]
     assert [round(r.cell(layer, "trigger").value) for layer in r.layers] == [1, 1, 1, 0, 0]
+
+
+def test_cells_equal_a_plain_patched_pass(setup):
+    """The sweep resumes each cell's pass at the patched block from the stored target run;
+    every cell must equal the plain way: one full pass of the target prompt with residual[l]
+    overwritten at the group's positions by the source run's values."""
+    pm, pairs, kw, _ = setup
+    pairs = pairs.subset(range(5))
+    groups = position_groups(pairs, ("trigger", "post"))
+    pad = kw["pad_id"]
+    out = patch_residual_stream(
+        pm.model, pairs.trig_ids, pairs.ctrl_ids, groups, eos_id=pm.eos_id, pad_id=pad,
+        batch_size=2,
+    )  # fmt: skip
+    for li in range(out.shape[1]):
+        for gi, g in enumerate(groups):
+            for i, (src_ids, tgt_ids) in enumerate(
+                zip(pairs.trig_ids, pairs.ctrl_ids, strict=True)
+            ):
+                pos = groups[g][i]
+                src = capture_residuals(pm.model, [src_ids], [pos], [li], progress=False)[0, 0]
+
+                def edit(x, pos=pos, src=src):
+                    x = x.clone()
+                    x[0, pos] = src.to(x.dtype)
+                    return x
+
+                hooks = residual_edit_hooks(pm.model, li, edit)
+                plain = last_logits(
+                    pm.model, [tgt_ids], hook_factory=lambda idx, ids, h=hooks: h, progress=False
+                )
+                want = float(stop_score(plain, pm.eos_id)[0])
+                assert float(out[i, li, gi]) == pytest.approx(want, abs=1e-4), (li, g, i)

@@ -186,8 +186,9 @@ def test_resumed_pass_equals_the_full_pass_in_every_family(family_model):
     g = torch.Generator().manual_seed(1)
     seqs = [torch.randint(1, 97, (n,), generator=g).tolist() for n in (5, 9, 7, 3)]
     v = torch.randn(d, generator=g)
+    every = residual_sequences(model, seqs, list(range(1, L)), batch_size=3)
     for k in range(1, L):
-        stored = residual_sequences(model, seqs, k, batch_size=3)
+        stored = every[k]
         assert [h.shape[0] for h in stored] == [len(s) for s in seqs]
         hooks = residual_edit_hooks(model, k, addition_edit(v))
         for factory in (None, lambda idx, ids, h=hooks: h):
@@ -223,7 +224,7 @@ def test_bypass_blocks_restores_forward_even_on_error(model):
 
 def test_resume_rejects_layers_it_cannot_serve(model):
     L = arch.n_layers(model)
-    stored = residual_sequences(model, SEQS, 1)
+    stored = residual_sequences(model, SEQS, [1])[1]
     for k, layers in ((0, [0]), (L, [L]), (2, [1, 2])):
         with pytest.raises(ValueError, match="resume at block"):
             capture_residuals(

@@ -295,7 +295,9 @@ class OutcomeCache:
             return None
         need = [t for t in seqs if (layer, t) not in self._resid]
         if need:
-            got = residual_sequences(self.model, need, layer, pad_id=pad_id, batch_size=batch_size)
+            got = residual_sequences(
+                self.model, need, [layer], pad_id=pad_id, batch_size=batch_size
+            )[layer]
             self._resid.update({(layer, t): h for t, h in zip(need, got, strict=True)})
         return resume_from(layer, [self._resid[(layer, t)] for t in seqs])
 

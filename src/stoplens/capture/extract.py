@@ -207,20 +207,24 @@ def capture_residuals(
 def residual_sequences(
     model: nn.Module,
     seqs: Sequence[Sequence[int]],
-    layer: int,
+    layers: Sequence[int],
     *,
     pad_id: int = 0,
     batch_size: int = 32,
-) -> list[torch.Tensor]:
-    """residual[``layer``] at every position of each sequence: n tensors [len_i, d] on CPU in
-    the model's dtype (lossless, so a pass resumed from them is the same pass)."""
+) -> dict[int, list[torch.Tensor]]:
+    """residual[l] at every position of each sequence, for each l in ``layers`` (one pass):
+    layer -> n tensors [len_i, d] on CPU in the model's dtype (lossless, so a pass resumed
+    from them is the same pass)."""
     T = max(len(s) for s in seqs)
     positions = [list(range(len(s))) + [len(s) - 1] * (T - len(s)) for s in seqs]
     dtype = arch.get_embed(model).weight.dtype
     full = capture_residuals(
-        model, seqs, positions, [layer], pad_id=pad_id, batch_size=batch_size, progress=False
-    )[:, 0]
-    return [full[i, : len(s)].to(dtype) for i, s in enumerate(seqs)]
+        model, seqs, positions, layers, pad_id=pad_id, batch_size=batch_size, progress=False
+    )  # [n, len(layers), T, d]
+    return {
+        int(layer): [full[i, k, : len(s)].to(dtype) for i, s in enumerate(seqs)]
+        for k, layer in enumerate(layers)
+    }
 
 
 def resume_from(layer: int, residuals: Sequence[torch.Tensor]) -> Resume:
