@@ -26,6 +26,7 @@ from stoplens.analyses.steering import (
     token_nll,
 )
 from stoplens.capture.pairs import encode_pairs
+from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records
 
 
@@ -175,6 +176,15 @@ def test_outcome_cache_matches_direct_evaluation_and_reuses_work(setup):
     assert len(keys) == 5 and intervention_key(Ablation(r)) == intervention_key(Ablation(r.clone()))
     with pytest.raises(ValueError, match="another model"):
         cache.check(pm.base, pm.eos_id)
+    # residuals for resumed additions are kept for one layer at a time, and stay correct
+    assert cache.stored_residuals == len(seqs)
+    other = next(k for k in range(1, arch.n_layers(pm.model)) if k != pm.residual_layer)
+    for layer in (other, pm.residual_layer):
+        add = Addition(0.5 * r, layer)
+        direct = stop_outcomes(intervened_logits(pm.model, seqs, add, pad_id=pad), pm.eos_id)
+        got = cache.outcomes(seqs, add, pad_id=pad)
+        assert cache.stored_residuals == len(seqs)
+        assert np.array_equal(got[0], direct[0]) and np.allclose(got[1], direct[1], atol=1e-4)
 
 
 def test_steering_effects_same_with_a_shared_cache(setup):

@@ -32,6 +32,8 @@ through `stoplens.capture.extract.last_logits` with a per-batch ``hook_factory``
 residual[l] leaves blocks 0..l-1 of the target run unchanged, so the target run's residual
 stream is also captured once per chunk (every position, layers 0 < l < L) and each cell's
 pass resumes at block l from it: on average about half of the blocks are never recomputed.
+That store holds chunk_size x (L - 1) x T x d values in the model's dtype (CPU memory);
+lower ``chunk_size`` for very large models.
 
 Owns: the generic patching sweep (`patch_residual_stream`) and the two named wrappers. Must
 not: plot or write files (the heatmap `5_activation_patching.png` is drawn by the report).

@@ -219,8 +219,9 @@ class OutcomeCache:
 
     An addition at residual[k] does not change blocks 0..k-1, and the suite adds many vectors
     (the direction at several α, its random nulls) at the same k to the same prompts. So for
-    0 < k < L the clean prompts' residual[k] is kept (n x len x d, model dtype, on CPU) and
-    each addition runs only blocks k..L-1 from it.
+    0 < k < L the clean prompts' residual[k] is kept (n x len x d, model dtype, on CPU; for
+    the last layer asked for only, so a layer sweep does not accumulate them) and each
+    addition runs only blocks k..L-1 from it.
 
     Scoped to one run (create it, pass it to the calls that may share work, drop it); there is
     no global cache. ``forwards`` / ``hits`` count computed and reused prompt evaluations."""
@@ -293,6 +294,8 @@ class OutcomeCache:
         where missing); None where there is nothing to skip (layer 0 or L)."""
         if not 0 < layer < arch.n_layers(self.model):
             return None
+        if any(k[0] != layer for k in self._resid):  # one layer at a time bounds the memory
+            self._resid = {k: v for k, v in self._resid.items() if k[0] == layer}
         need = [t for t in seqs if (layer, t) not in self._resid]
         if need:
             got = residual_sequences(
