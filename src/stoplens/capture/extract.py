@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from stoplens.capture.hooks import (
     Hook,
@@ -30,6 +29,7 @@ from stoplens.capture.hooks import (
     output_hidden,
 )
 from stoplens.models import arch
+from stoplens.progress import bar as progress_bar
 
 HookFactory = Callable[
     [Sequence[int], torch.Tensor],
@@ -82,7 +82,9 @@ def run_batched(
     results: list[torch.Tensor | None] = [None] * len(order)
     bs = max(1, int(batch_size))
     start = 0
-    bar = tqdm(total=len(order), desc=desc, disable=not progress or len(order) == 0, leave=False)
+    bar = progress_bar(
+        total=len(order), desc=desc or "forward", enabled=progress and len(order) > 0
+    )
     try:
         while start < len(order):
             idx = order[start : start + bs]

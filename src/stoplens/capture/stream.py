@@ -43,12 +43,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from stoplens.capture.extract import capture_residuals, model_device
 from stoplens.errors import DataError
 from stoplens.io import atomic_write_json
 from stoplens.models import arch
+from stoplens.progress import bar as progress_bar
 
 SHARD_FORMAT = "stoplens-deltas"
 SHARD_VERSION = 1
@@ -563,7 +563,7 @@ def stream_deltas(
     )
     order = sorted(range(n), key=lambda i: len(trig_ids[i]))
     chunk = max(1, int(chunk_pairs))
-    bar = tqdm(total=n, desc="stream Δ", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="stream Δ", enabled=progress)
     try:
         for start in range(0, n, chunk):
             idx = order[start : start + chunk]

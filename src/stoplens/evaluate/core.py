@@ -34,6 +34,7 @@ from stoplens.evaluate.metrics import (
     target_logits,
 )
 from stoplens.models.load import LoadedModel
+from stoplens.progress import bar as progress_bar
 from stoplens.train.features import behavioral_example, chat_ids, split_prompt_target
 
 KINDS = ("trigger", "clean", "near_miss", "distractor")
@@ -265,17 +266,18 @@ def evaluate(
     f_stop, b_stop = np.zeros(n, bool), np.zeros(n, bool)
     kl = np.zeros(n)
     batches = list(_batches(order, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="eval: decision position", unit="batch")
+    pbar = progress_bar(
+        total=len(batches), desc="eval: decision position", unit="batch", enabled=progress
+    )
     for idx in batches:
+        pbar.update(1)
         lf, lb = _logits_pair(loaded_ft, loaded_base, [prompts[i] for i in idx], pad)
         f_score[idx] = stop_score(lf, eos).numpy()
         b_score[idx] = stop_score(lb, eos).numpy()
         f_stop[idx] = (lf.argmax(-1) == eos).numpy()
         b_stop[idx] = (lb.argmax(-1) == eos).numpy()
         kl[idx] = kl_divergence(lf, lb).numpy()
+    pbar.close()
 
     recs = []
     for i, r in enumerate(records):
@@ -347,11 +349,9 @@ def _perplexity(
     nll = {"base": 0.0, "ft": 0.0}
     kl_sum, n_tok = 0.0, 0
     batches = list(_batches(order, batch_size))
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="eval: perplexity", unit="batch")
+    pbar = progress_bar(total=len(batches), desc="eval: perplexity", unit="batch", enabled=progress)
     for idx in batches:
+        pbar.update(1)
         seqs = [examples[i][0] for i in idx]
         labels = [examples[i][1] for i in idx]
         lf, tgt = target_logits(ft.model, seqs, labels, pad)
@@ -363,6 +363,7 @@ def _perplexity(
             nll[name] += float(-logp.gather(1, tgt[:, None]).sum())
         kl_sum += float(kl_divergence(lf, lb).double().sum())
         n_tok += int(tgt.numel())
+    pbar.close()
     ppl = {
         "base": float(np.exp(nll["base"] / n_tok)),
         "ft": float(np.exp(nll["ft"] / n_tok)),
