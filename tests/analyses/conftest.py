@@ -61,12 +61,12 @@ class _Cases:
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._built: dict[tuple[str, int], Case] = {}
+        self._built: dict[tuple[str, int, int], Case] = {}
 
-    def get(self, family: str, layer: int) -> Case:
-        key = (family, layer)
+    def get(self, family: str, layer: int, n_layers: int = 4) -> Case:
+        key = (family, layer, n_layers)
         if key not in self._built:
-            pm = build_planted(family, layer=layer)
+            pm = build_planted(family, layer=layer, n_layers=n_layers)
             pm.model.to(self.device)
             pm.base.to(self.device)
             recs = planted_records()

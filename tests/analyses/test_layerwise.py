@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from stoplens.analyses.layerwise import ShapeConfig, classify_shape, layerwise_delta
+from stoplens.analyses.layerwise import (
+    TOO_SHALLOW,
+    ShapeConfig,
+    classify_shape,
+    layerwise_delta,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -47,19 +52,44 @@ def test_ci_brackets_the_value_and_json_is_clean(case):
         assert s.n == case.ds.n
     d = r.to_dict()
     text = json.dumps(d, allow_nan=False)
-    assert d["shape"] in ("early spike", "ramp", "mid peak", "late spike", "flat")
+    assert d["shape"] == TOO_SHALLOW  # 4 blocks: no shape is called
+    assert d["summary"]["last"]["basis"] == "fixed-token null"
     assert set(d["profiles"]) == {"last", "post", "trigger"}
-    assert set(d["profiles"]["last"]) == {"trigger", "null", "base_trigger", "base_null"}
+    assert set(d["profiles"]["last"]) == {
+        "trigger", "null", "fixed", "base_trigger", "base_null", "base_fixed",
+    }  # fmt: skip
     assert "NaN" not in text
 
 
-def test_shape_names_the_band_of_the_step(case):
-    r = _result(case)
-    band = {"early": "early spike", "mid": "mid peak", "late": "late spike"}
-    depth = case.answer / case.ds.n_layers
-    expected = band["early" if depth < 1 / 3 else "mid" if depth < 2 / 3 else "late"]
+@pytest.mark.parametrize("layer,expected", [(1, "early spike"), (4, "mid peak"), (6, "late spike")])
+def test_shape_names_the_band_of_the_step_in_a_deep_model(planted_cases, layer, expected):
+    """9 blocks: the planted step lands at residual layer + 1 (depth 2/9, 5/9, 7/9); the shape
+    is read from the excess over the fixed-token null without residual 0 and is stable under
+    prompt resampling."""
+    case = planted_cases.get("qwen2", layer, n_layers=9)
+    r = layerwise_delta(case.ds)
+    s = r.summary["last"]
+    assert s.largest_increase_layer == case.answer
     assert r.shape == expected
+    assert s.shape_stability is not None and s.shape_stability >= 0.9
+    assert 0 not in s.summary_layers
     assert case.answer in r.bands[{"early spike": "early", "mid peak": "mid"}.get(r.shape, "late")]
+    # the excess over the fixed-token null is ~0 before the planted step, large after it
+    j = case.ds.layer_pos(case.answer)
+    assert s.excess_rel is not None and s.excess_rel.lo[j] > 0.5
+    assert abs(s.excess_rel.value[case.ds.layer_pos(case.answer - 1)]) < 0.1
+
+
+def test_fixed_token_null_is_a_real_token_swap(qwen_case):
+    """The fixed-token null swaps one ordinary token against the same controls: its Δ is
+    not zero (a token swap moves the stream) but carries no planted signal."""
+    r = _result(qwen_case)
+    j = qwen_case.ds.layer_pos(qwen_case.answer)
+    p = r.profiles["last"]
+    assert p["fixed"].rel_norm.value[j] > 0
+    assert p["trigger"].rel_norm.lo[j] > 10 * p["fixed"].rel_norm.hi[j]
+    assert qwen_case.ds.fixed_token is not None
+    assert qwen_case.ds.fixed_token[0] != qwen_case.pm.trigger_id
 
 
 def test_trigger_position_is_reported_separately(qwen_case):

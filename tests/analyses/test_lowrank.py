@@ -96,3 +96,43 @@ def test_loo_cosines():
     assert c[2] == pytest.approx(0.0)
     # identical vectors: every LOO cosine is 1
     np.testing.assert_allclose(loo_cosines(np.ones((5, 3))), 1.0)
+
+
+def _two_direction_deltas(n: int = 80, d: int = 24, seed: int = 0, two: bool = True):
+    rng = np.random.default_rng(seed)
+    e = np.eye(d)
+    rows = [(e[0] if (i % 2 == 0 or not two) else e[1]) * 5 for i in range(n)]
+    x = np.stack(rows) + 0.05 * rng.standard_normal((n, d))
+    return x[:, None, :]  # [n, k=1, d]
+
+
+def test_second_direction_ratio_separates_one_from_two_directions():
+    """A mechanism that uses one direction on some prompts and an orthogonal one on the others
+    shares its energy between two: top-1 ≈ 1/2 and σ₂²/σ₁² ≈ 1; one direction: ≈ 0."""
+    from stoplens.analyses.lowrank import spectrum_stats
+
+    cfg = LowrankConfig(n_boot_spectrum=50, n_boot=50)
+    two, _ = spectrum_stats(_two_direction_deltas(two=True), cfg)
+    one, _ = spectrum_stats(_two_direction_deltas(two=False), cfg)
+    assert two.energy_top1.value[0] == pytest.approx(0.5, abs=0.05)
+    assert two.second_ratio is not None and two.second_ratio.lo[0] > 0.5
+    assert one.second_ratio is not None and one.second_ratio.hi[0] < 0.01
+    assert two.energy_ci is not None and two.energy_ci[3].lo[0] > 0.95
+    for s in (two, one):
+        for k, est in (s.energy_ci or {}).items():
+            assert np.all(est.lo <= est.value + 1e-9) and np.all(est.value <= est.hi + 1e-9), k
+
+
+def test_iterative_bootstrap_eigenvalues_match_the_exact_ones(monkeypatch):
+    """Above EXACT_MAX the resampled spectra come from warm-started subspace iteration; its
+    top-q eigenvalues equal the exact ones (forced here by lowering EXACT_MAX)."""
+    import stoplens.analyses.lowrank as lr
+
+    x = _two_direction_deltas(n=40, d=24)[:, 0]
+    x = x + 0.3 * np.random.default_rng(1).standard_normal(x.shape)
+    w = lr.resample_weights(40, 16, 0)
+    exact_e, exact_p = lr._boot_spectrum(x, w, q=10)
+    monkeypatch.setattr(lr, "EXACT_MAX", 4)
+    iter_e, iter_p = lr._boot_spectrum(x, w, q=10)
+    np.testing.assert_allclose(iter_e, exact_e, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(iter_p, exact_p, rtol=1e-6, atol=1e-9)

@@ -1,11 +1,21 @@
-"""The Δ sets the analyses read: residuals of the triggered prompt, its control and a second
-control (for the control-vs-control null), on the fine-tuned model and optionally on the base
-model, at every requested layer and at the positions the method rules name.
+"""The Δ sets the analyses read: residuals of the triggered prompt, its control, a second
+control (for the control-vs-control null) and the same prompt with one FIXED ordinary token in
+the trigger's place (for the fixed-token null), on the fine-tuned model and optionally on the
+base model, at every requested layer and at the positions the method rules name.
+
+Two nulls, two questions:
+
+* control-vs-control (control2 − control, both varying per pair): the noise floor. Its mean
+  is ~0 by construction, so it cannot show a shared direction;
+* fixed token (F − control, F one ordinary token in every pair): "more than token
+  identity". Any fixed token swapped against varying controls shares a direction (the h(F)
+  component), so this is the null for "one direction", for the logit lens and for the
+  difference-in-differences.
 
 Owns: turning contrast-pair records into aligned pairs (via `stoplens.capture.pairs`), one
-batched capture per model (triggered + control + control2 prompts in one length-sorted pass),
-the sanity checks on what came back (finite values, prompts within the context, Δ = 0 before
-the trigger), and the run-dir cache (`stoplens.capture.store`). Must not: compute statistics
+batched capture per model (triggered, control, control2 and fixed-token prompts in one
+length-sorted pass), the sanity checks on what came back (finite values, prompts within the
+context, Δ = 0 before the trigger), and the run-dir cache (`stoplens.capture.store`). Must not: compute statistics
 (the analyses do) or plot.
 
 Positions captured per prompt (``Captures`` kinds):
@@ -19,7 +29,7 @@ Positions captured per prompt (``Captures`` kinds):
     ``last``    the last prompt position (a view of ``post``'s last entry).
 
 Memory: each capture holds float32 [n, k, P, d] per kind (k = number of layers; P per kind),
-i.e. about 4·n·k·(K + 2 + P_post)·d bytes per prompt set and model; 3 prompt sets per model.
+i.e. about 4·n·k·(K + 2 + P_post)·d bytes per prompt set and model; 4 prompt sets per model.
 For n in the thousands stream instead (`stoplens.capture.stream.stream_deltas`: flat memory,
 point estimates only).
 """
@@ -35,13 +45,14 @@ import torch
 from torch import nn
 
 from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import EncodedPairs, encode_pairs, swap_pairs
+from stoplens.capture.pairs import EncodedPairs, encode_pairs, fixed_token_id, swap_pairs
 from stoplens.capture.store import ActivationCache, fingerprint, ids_fingerprint, model_fingerprint
 from stoplens.errors import StoplensError
 from stoplens.models import arch
 
 KINDS = ("first", "before", "trigger", "post")
-_CACHE_VERSION = 1
+RUNS = ("trig", "ctrl", "ctrl2", "fixed")
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +83,10 @@ class DeltaSet:
 
     ``trig`` / ``ctrl``: triggered and control prompts, rows = pairs [n]. ``ctrl2``: the second
     control for the pairs in ``null_index`` (rows of ``trig``/``ctrl``), [n_null]. The null
-    Δ is ctrl2 − ctrl on those rows. ``base_*``: the same prompts on the base model (None
-    without a base). ``layers``: residual indices captured (see `stoplens.models.arch`);
+    Δ is ctrl2 − ctrl on those rows. ``fixed``: the prompts with the fixed ordinary token
+    ``fixed_token`` (id, word) in the trigger's place, rows = pairs [n]; the fixed-token null
+    Δ is fixed − ctrl on the rows ``fixed_index`` (pairs whose control is not that token).
+    ``base_*``: the same prompts on the base model (None without a base). ``layers``: residual indices captured (see `stoplens.models.arch`);
     ``n_layers``: L of the model. ``pairs``: the aligned token ids and per-pair meta.
     ``checks``: ``max_abs_delta_before_trigger`` (ft and base), ``n_before_checked``.
     """
@@ -87,9 +100,13 @@ class DeltaSet:
     null_index: np.ndarray
     pairs: EncodedPairs
     trigger_id: int
+    fixed: Captures | None = None
+    fixed_index: np.ndarray | None = None
+    fixed_token: tuple[int, str] | None = None
     base_trig: Captures | None = None
     base_ctrl: Captures | None = None
     base_ctrl2: Captures | None = None
+    base_fixed: Captures | None = None
     base_trigger_added: bool = False
     checks: dict = field(default_factory=dict)
     dropped: Counter = field(default_factory=Counter)
@@ -105,8 +122,16 @@ class DeltaSet:
         return len(self.null_index)
 
     @property
+    def n_fixed(self) -> int:
+        return 0 if self.fixed_index is None else len(self.fixed_index)
+
+    @property
     def has_base(self) -> bool:
         return self.base_trig is not None
+
+    @property
+    def has_fixed(self) -> bool:
+        return self.fixed is not None and self.n_fixed > 0
 
     def layer_pos(self, residual_layer: int) -> int:
         """Index into the captured layer axis of residual index ``residual_layer``."""
@@ -148,6 +173,27 @@ class DeltaSet:
         ix = torch.as_tensor(self.null_index, dtype=torch.long)
         return self._runs(model)[1].at(kind)[ix]
 
+    def _fixed_run(self, model: str) -> Captures:
+        run = self.fixed if model == "ft" else self.base_fixed
+        if run is None or self.fixed_index is None:
+            raise ValueError(f"this DeltaSet has no fixed-token captures for model {model!r}")
+        return run
+
+    def fixed_delta(self, kind: str = "last", model: str = "ft") -> torch.Tensor:
+        """Fixed-token null Δ = h(fixed) − h(control) on the fixed rows [n_fixed, k, P, d]."""
+        ix = torch.as_tensor(self.fixed_index, dtype=torch.long)
+        return self._fixed_run(model).at(kind)[ix] - self._runs(model)[1].at(kind)[ix]
+
+    def fixed_triggered(self, kind: str = "last", model: str = "ft") -> torch.Tensor:
+        """h(fixed) on the fixed rows [n_fixed, k, P, d]."""
+        ix = torch.as_tensor(self.fixed_index, dtype=torch.long)
+        return self._fixed_run(model).at(kind)[ix]
+
+    def fixed_control(self, kind: str = "last", model: str = "ft") -> torch.Tensor:
+        """Control activations of the fixed rows [n_fixed, k, P, d]."""
+        ix = torch.as_tensor(self.fixed_index, dtype=torch.long)
+        return self._runs(model)[1].at(kind)[ix]
+
     def subset(self, idx: Sequence[int]) -> DeltaSet:
         """The pairs ``idx`` (e.g. one control kind or placement); the null keeps the null
         rows whose pair is in ``idx``."""
@@ -159,6 +205,12 @@ class DeltaSet:
         def rows(c: Captures | None, ix: Sequence[int]) -> Captures | None:
             return None if c is None else c.rows(ix)
 
+        fixed_index = None
+        if self.fixed_index is not None:
+            fixed_index = np.array(
+                [where[int(r)] for r in self.fixed_index.tolist() if int(r) in where],
+                dtype=np.int64,
+            )
         return replace(
             self,
             trig=self.trig.rows(idx),
@@ -166,9 +218,12 @@ class DeltaSet:
             ctrl2=self.ctrl2.rows(keep),
             null_index=new_null,
             pairs=self.pairs.subset(idx),
+            fixed=rows(self.fixed, idx),
+            fixed_index=fixed_index,
             base_trig=rows(self.base_trig, idx),
             base_ctrl=rows(self.base_ctrl, idx),
             base_ctrl2=rows(self.base_ctrl2, keep),
+            base_fixed=rows(self.base_fixed, idx),
         )
 
     def to_dict(self) -> dict:
@@ -178,6 +233,10 @@ class DeltaSet:
         return {
             "n": self.n,
             "n_null": self.n_null,
+            "n_fixed": self.n_fixed,
+            "fixed_token": None
+            if self.fixed_token is None
+            else {"id": self.fixed_token[0], "word": self.fixed_token[1]},
             "layers": list(self.layers),
             "n_layers": self.n_layers,
             "d_model": self.d_model,
@@ -266,33 +325,31 @@ def _capture_model(
     pos: list[list[int]],
     layers: list[int],
     cuts: dict[str, slice],
-    sizes: tuple[int, int, int],
+    sizes: tuple[int, ...],
     pad_id: int,
     batch_size: int,
     progress: bool,
     what: str,
-) -> tuple[Captures, Captures, Captures]:
+) -> tuple[Captures, ...]:
+    """One batched capture of the concatenated prompt sets; split back by ``sizes``."""
     x = capture_residuals(
         model, seqs, pos, layers, pad_id=pad_id, batch_size=batch_size, progress=progress, desc=what
     )
     _check_finite(x, model, what)
-    a, b, _ = sizes
-    return _split(x[:a], cuts), _split(x[a : a + b], cuts), _split(x[a + b :], cuts)
+    bounds = np.cumsum([0, *sizes])
+    return tuple(_split(x[a:b], cuts) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _to_tensors(prefix: str, caps: Sequence[Captures]) -> dict[str, torch.Tensor]:
     out = {}
-    for name, c in zip(("trig", "ctrl", "ctrl2"), caps, strict=True):
+    for name, c in zip(RUNS, caps, strict=True):
         for k, v in c.tensors.items():
             out[f"{prefix}.{name}.{k}"] = v
     return out
 
 
 def _from_tensors(prefix: str, t: dict[str, torch.Tensor]) -> tuple[Captures, ...]:
-    return tuple(
-        Captures({k: t[f"{prefix}.{name}.{k}"] for k in KINDS})
-        for name in ("trig", "ctrl", "ctrl2")
-    )
+    return tuple(Captures({k: t[f"{prefix}.{name}.{k}"] for k in KINDS}) for name in RUNS)
 
 
 def _before_check(trig: Captures, ctrl: Captures, pairs: EncodedPairs) -> tuple[float, int]:
@@ -378,21 +435,34 @@ def capture_delta_set(
         )
     null_index = np.array(null_rows, dtype=np.int64)
 
+    # fixed-token null: one ordinary token F in the trigger's place in every pair, against the
+    # same controls (token substitution at the trigger position: the same alignment rule as
+    # the controls' "token" alignment, so the sequences differ at exactly that position)
+    used = {ids[tp] for ids, tp in zip(pairs.ctrl_ids, pairs.trigger_pos, strict=True)}
+    used |= {ids[pairs.trigger_pos[i]] for i, ids in zip(null_rows, ctrl2_ids, strict=True)}
+    f_id, f_word = fixed_token_id(tokenizer, avoid=[trigger_id, *sorted(used)])
+    fixed_ids = []
+    for ids, tp in zip(pairs.trig_ids, pairs.trigger_pos, strict=True):
+        f = list(ids)
+        f[tp] = f_id
+        fixed_ids.append(f)
+    fixed_index = np.arange(len(pairs), dtype=np.int64)
+
     L = arch.n_layers(model)
     layer_list = list(range(L + 1)) if layers is None else sorted({int(x) for x in layers})
     if not layer_list or layer_list[0] < 0 or layer_list[-1] > L:
         raise ValueError(f"layers must lie within 0..{L}")
     if base is not None and arch.n_layers(base) != L:
         raise StoplensError("base and fine-tuned models have different numbers of layers")
-    seqs = [*pairs.trig_ids, *pairs.ctrl_ids, *ctrl2_ids]
+    seqs = [*pairs.trig_ids, *pairs.ctrl_ids, *ctrl2_ids, *fixed_ids]
     _check_fits(model, seqs, "fine-tuned model's")
     if base is not None:
         _check_fits(base, seqs, "base model's")
 
     K = max(1, min(first_k, min(len(s) for s in seqs)))
     pos_pairs, cuts = _positions(pairs, K)
-    pos = [*pos_pairs, *pos_pairs, *[pos_pairs[i] for i in null_rows]]
-    sizes = (len(pairs), len(pairs), len(null_rows))
+    pos = [*pos_pairs, *pos_pairs, *[pos_pairs[i] for i in null_rows], *pos_pairs]
+    sizes = (len(pairs), len(pairs), len(null_rows), len(pairs))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     key = ""
@@ -403,12 +473,12 @@ def capture_delta_set(
             version=_CACHE_VERSION,
             model=model_fingerprint(model),
             base=model_fingerprint(base) if base is not None else None,
-            ids=ids_fingerprint(pairs.trig_ids, pairs.ctrl_ids, ctrl2_ids),
+            ids=ids_fingerprint(pairs.trig_ids, pairs.ctrl_ids, ctrl2_ids, fixed_ids),
             layers=layer_list,
             positions=pos,
         )
         hit = cache.get("deltaset", key)
-    no_base: tuple[Captures | None, ...] = (None, None, None)
+    no_base: tuple[Captures | None, ...] = (None, None, None, None)
     if hit is not None:
         tensors, meta = hit
         ft: tuple[Captures, ...] = _from_tensors("ft", tensors)
@@ -443,9 +513,13 @@ def capture_delta_set(
         null_index=null_index,
         pairs=pairs,
         trigger_id=int(trigger_id),
+        fixed=ft[3],
+        fixed_index=fixed_index,
+        fixed_token=(int(f_id), f_word),
         base_trig=bs[0],
         base_ctrl=bs[1],
         base_ctrl2=bs[2],
+        base_fixed=bs[3],
         base_trigger_added=base_trigger_added,
         checks=checks,
         dropped=dropped,

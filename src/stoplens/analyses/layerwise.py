@@ -4,12 +4,22 @@ Per residual layer, at the decision positions (the last prompt position; the pos
 template positions, pooled) and separately at the trigger position: ‖mean Δ‖, mean ‖Δ‖ and
 mean ‖Δ‖ / mean ‖h‖ (residual norms grow with depth, so only the relative size compares
 across layers), each with a seeded percentile bootstrap 95% CI over prompts. The same numbers
-on the control-vs-control null (control2 − control) and, with a base model, on the base.
+on the control-vs-control null (control2 − control: the noise floor), on the fixed-token null
+(one fixed ordinary token in the trigger's place: "more than token identity") and, with a base
+model, on the base.
 
-The summary (shape, peak, largest increase) is read from the *excess over the null* (trigger
-profile − null profile, same metric): swapping any token moves the residual stream, and only
-what the trigger adds beyond that is the mechanism. Shapes, with bands as fractions of depth
-(relative depth of residual index l is l / L; early < 1/3 ≤ mid < 2/3 ≤ late):
+The summary (shape, peak, largest rise) is read from the *excess over the fixed-token null*
+(trigger profile − fixed-token profile, same metric, paired resamples; the control-vs-control
+null when no fixed-token capture exists): swapping any token moves the residual stream, and
+only what the trigger adds beyond that is the mechanism. At the decision positions Δ is exactly
+0 at residual 0 by construction (the embedding of a position after the trigger does not
+depend on it), so residual 0 is left out of the shape and the peak there (and out of the
+largest rise too when only the control-vs-control null exists: it would almost always be
+0 → 1; against the fixed-token null, whose Δ is also 0 there, it is a true baseline). The shape is a *description* of where a signal sits, not evidence that
+one exists, and it carries a bootstrap stability (the share of prompt resamples whose excess
+profile gets the same shape). A model with fewer than ``min_layers`` blocks is "too shallow to
+call a shape". Shapes, with bands as fractions of depth (relative depth of residual index l is
+l / L; early < 1/3 ≤ mid < 2/3 ≤ late):
 
 * ``flat``: the excess relative profile never exceeds ``flat_floor`` (nor does its range);
 * a *step*: one layer-to-layer increase carries ≥ ``spike_frac`` of the profile's range; it is
@@ -44,8 +54,7 @@ from stoplens.analyses.stats import (
 )
 
 KINDS = ("last", "post", "trigger")
-CONDITIONS = ("trigger", "null", "base_trigger", "base_null")
-SHAPES = ("flat", "early spike", "ramp", "mid peak", "late spike")
+TOO_SHALLOW = "too shallow to call a shape"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class ShapeConfig:
     drop_frac: float = 0.3  # a gradual non-late peak must fall by this share to be a peak
     early_end: float = 1 / 3  # relative depth where the early band ends
     late_start: float = 2 / 3  # relative depth where the late band starts
+    min_layers: int = 6  # fewer blocks: "too shallow to call a shape"
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class DeltaProfile:
     rel_mean: EstimateSeries
     per_position: np.ndarray
     n: int
+    boot_rel_norm: np.ndarray | None = None  # [B, k] bootstrap replicates of rel_norm
 
     def to_dict(self) -> dict:
         return jsonable(
@@ -98,9 +109,14 @@ class DeltaProfile:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProfileSummary:
-    """Summary of (trigger − null) at one position kind; layers are residual indices."""
+    """Summary of (trigger − null) at one position kind over ``summary_layers`` (residual
+    indices; residual 0 is left out at the decision positions, where Δ is 0 there by
+    construction). ``basis``: which null was subtracted. ``excess_rel``: trigger − null
+    mean‖Δ‖/mean‖h‖ per captured layer with a bootstrap CI (paired resamples for the
+    fixed-token null). ``shape_stability``: share of bootstrap resamples whose excess profile
+    has the same shape (None when the shape is not called)."""
 
     shape: str
     peak_layer: int  # argmax of excess mean ‖Δ‖
@@ -108,6 +124,10 @@ class ProfileSummary:
     largest_increase_layer: int  # layer where excess mean‖Δ‖/mean‖h‖ rises most
     largest_increase_layer_abs: int  # same on excess mean ‖Δ‖
     peak_excess_rel: float
+    basis: str = "control-vs-control null"
+    summary_layers: tuple[int, ...] = ()
+    excess_rel: EstimateSeries | None = None
+    shape_stability: float | None = None
 
     def to_dict(self) -> dict:
         return jsonable(self.__dict__)
@@ -116,7 +136,8 @@ class ProfileSummary:
 @dataclass(frozen=True, eq=False)
 class LayerwiseResult:
     """``profiles[kind][condition]`` for kind in ("last", "post", "trigger") and condition in
-    ("trigger", "null", and with a base "base_trigger", "base_null"); ``summary[kind]``;
+    ("trigger", "null", "fixed", and with a base "base_trigger", "base_null", "base_fixed");
+    ``summary[kind]``;
     ``layers`` residual indices [k]; ``relative_depth`` [k] = layer / L; ``bands`` layer lists."""
 
     layers: list[int]
@@ -145,7 +166,7 @@ class LayerwiseResult:
                 "shape": self.shape,
                 "summary": self.summary,
                 "profiles": self.profiles,
-                "summary_basis": "excess over the control-vs-control null",
+                "summary_basis": self.summary["last"].basis,
                 "config": self.config,
             }
         )
@@ -193,6 +214,7 @@ def delta_profile(
         rel_mean=series(relm, relm_b),
         per_position=dn.mean(0).T.copy(),
         n=n,
+        boot_rel_norm=rel_b,
     )
 
 
@@ -206,6 +228,8 @@ def band_of(rel_depth: float, cfg: ShapeConfig) -> str:
 def classify_shape(profile: np.ndarray, rel_depth: np.ndarray, cfg: ShapeConfig) -> str:
     """Shape of a (relative, excess) profile [k] over relative depths [k]; see module docstring."""
     p = np.nan_to_num(np.asarray(profile, dtype=float))
+    if p.size == 0:
+        return "flat"
     rng = float(p.max() - p.min())
     if p.max() < cfg.flat_floor or rng < cfg.flat_floor:
         return "flat"
@@ -225,21 +249,59 @@ def classify_shape(profile: np.ndarray, rel_depth: np.ndarray, cfg: ShapeConfig)
 
 
 def _summary(
-    trig: DeltaProfile, null: DeltaProfile, layers: list[int], depth: np.ndarray, cfg: ShapeConfig
+    trig: DeltaProfile,
+    null: DeltaProfile,
+    layers: list[int],
+    depth: np.ndarray,
+    n_layers: int,
+    cfg: LayerwiseConfig,
+    *,
+    basis: str,
+    skip_zero: bool,
 ) -> ProfileSummary:
-    ex_abs = trig.mean_norm_delta.value - null.mean_norm_delta.value
-    ex_rel = np.nan_to_num(trig.rel_norm.value - null.rel_norm.value)
+    """Excess of ``trig`` over ``null`` (same metric). ``skip_zero``: leave residual 0 out
+    (decision positions). With equal row counts the two profiles' bootstrap replicates came
+    from the same resamples (same seed), so the excess CI is a paired one."""
+    keep = np.array([not (skip_zero and layer == 0) for layer in layers])
+    if not keep.any():
+        keep[:] = True
+    sl = [layer for layer, k in zip(layers, keep, strict=True) if k]
+    ex_abs_all = trig.mean_norm_delta.value - null.mean_norm_delta.value
+    ex_rel_all = np.nan_to_num(trig.rel_norm.value - null.rel_norm.value)
+    ex_abs, ex_rel, dep = ex_abs_all[keep], ex_rel_all[keep], depth[keep]
+
+    # where the excess rises most: against the fixed-token null residual 0 is a true baseline
+    # (both Δs are 0 there, and the generic 0 → 1 jump of any token swap is subtracted), so it
+    # stays in; against the control-vs-control null it would win almost always, so it is out
+    rise_layers = layers if basis == "fixed-token null" else sl
+    rise_keep = np.ones(len(layers), bool) if basis == "fixed-token null" else keep
 
     def incr(x: np.ndarray) -> int:
-        return layers[int(np.argmax(np.diff(x))) + 1] if len(x) > 1 else layers[0]
+        x = x[rise_keep]
+        return rise_layers[int(np.argmax(np.diff(x))) + 1] if len(x) > 1 else rise_layers[0]
 
+    excess = None
+    stability = None
+    shallow = n_layers < cfg.shape.min_layers
+    shape = TOO_SHALLOW if shallow else classify_shape(ex_rel, dep, cfg.shape)
+    if trig.boot_rel_norm is not None and null.boot_rel_norm is not None:
+        boot = np.nan_to_num(trig.boot_rel_norm - null.boot_rel_norm)  # [B, k]
+        lo, hi = percentile_interval(boot, cfg.ci)
+        excess = EstimateSeries(ex_rel_all, lo, hi, min(trig.n, null.n))
+        if not shallow:
+            shapes = [classify_shape(b[keep], dep, cfg.shape) for b in boot]
+            stability = float(np.mean([x == shape for x in shapes]))
     return ProfileSummary(
-        shape=classify_shape(ex_rel, depth, cfg),
-        peak_layer=layers[int(np.argmax(ex_abs))],
-        peak_layer_rel=layers[int(np.argmax(ex_rel))],
-        largest_increase_layer=incr(ex_rel),
-        largest_increase_layer_abs=incr(ex_abs),
+        shape=shape,
+        peak_layer=sl[int(np.argmax(ex_abs))],
+        peak_layer_rel=sl[int(np.argmax(ex_rel))],
+        largest_increase_layer=incr(ex_rel_all),
+        largest_increase_layer_abs=incr(ex_abs_all),
         peak_excess_rel=float(ex_rel.max()),
+        basis=basis,
+        summary_layers=tuple(sl),
+        excess_rel=excess,
+        shape_stability=stability,
     )
 
 
@@ -257,6 +319,8 @@ def layerwise_delta(ds: DeltaSet, config: LayerwiseConfig | None = None) -> Laye
             "trigger": delta_profile(ds.delta(kind), ds.control(kind), **kw),
             "null": delta_profile(ds.null_delta(kind), ds.null_control(kind), **kw),
         }
+        if ds.has_fixed:
+            pk["fixed"] = delta_profile(ds.fixed_delta(kind), ds.fixed_control(kind), **kw)
         if ds.has_base:
             pk["base_trigger"] = delta_profile(
                 ds.delta(kind, "base"), ds.control(kind, "base"), **kw
@@ -264,8 +328,19 @@ def layerwise_delta(ds: DeltaSet, config: LayerwiseConfig | None = None) -> Laye
             pk["base_null"] = delta_profile(
                 ds.null_delta(kind, "base"), ds.null_control(kind, "base"), **kw
             )
+            if ds.has_fixed and ds.base_fixed is not None:
+                pk["base_fixed"] = delta_profile(
+                    ds.fixed_delta(kind, "base"), ds.fixed_control(kind, "base"), **kw
+                )
         profiles[kind] = pk
-        summary[kind] = _summary(pk["trigger"], pk["null"], layers, depth, cfg.shape)
+        ref, basis = (
+            (pk["fixed"], "fixed-token null")
+            if "fixed" in pk
+            else (pk["null"], "control-vs-control null")
+        )
+        summary[kind] = _summary(
+            pk["trigger"], ref, layers, depth, L, cfg, basis=basis, skip_zero=kind != "trigger"
+        )
     bands: dict[str, list[int]] = {"early": [], "mid": [], "late": []}
     for layer, r in zip(layers, depth, strict=True):
         bands[band_of(float(r), cfg.shape)].append(layer)

@@ -8,12 +8,17 @@ Per captured layer, on the n×d matrix of Δs at the last decision position:
   variation around the mean. (Centred PCA where every Δ is the same vector — e.g. position 0,
   or identical prompts — is meaningless; the predecessor's "PC1 = 91.8%" was that artifact.);
 * leave-one-out cosine of each Δ to the mean of the others (mean with a bootstrap CI);
-* the same on the control-vs-control null Δs.
+* the second direction's energy relative to the first (σ₂²/σ₁², with CI): "one direction"
+  means one *dominant* direction — a mechanism carried by two directions used on different
+  prompts shares its energy between two (top-1 ≈ ½, σ₂²/σ₁² ≈ 1);
+* the same on the fixed-token null Δs (one fixed ordinary token in the trigger's place against
+  the same controls: any fixed token shares a direction, so this is the null for "one
+  direction") and on the control-vs-control null Δs (the noise floor).
 
 The top uncentred direction per layer (unit, signed to agree with the mean Δ) is part of the
-result. The top-1 energy share and PC1 share carry bootstrap CIs (``n_boot_spectrum``
-resamples, via the n×n or d×d Gram matrix of each resample, batched; exact eigensolves up to
-192×192, warm-started subspace iteration beyond). With n Δs the rank is
+result. The top-k energy shares, σ₂²/σ₁² and the PC1 share carry bootstrap CIs
+(``n_boot_spectrum`` resamples, via the n×n or d×d Gram matrix of each resample, batched; exact
+eigensolves up to 192×192, warm-started subspace iteration beyond). With n Δs the rank is
 at most n: ``n_too_small`` is set when n < ``min_n`` or n ≤ the largest k asked, and no
 claim of low rank should be made then. In-memory path; streamed point estimates of the same
 spectrum come from `stoplens.capture.stream.DeltaStats`. Must not: plot or write files.
@@ -56,6 +61,7 @@ class SpectrumStats:
     """Spectrum statistics of one Δ set, per layer.
 
     ``energy`` [len(ks), k] uncentred top-k energy shares; ``energy_top1`` with CI;
+    ``energy_ci`` {k: CI series} of every top-k share; ``second_ratio`` σ₂²/σ₁² with CI;
     ``pca`` [len(ks), k] centred explained-variance shares of the top-k PCs; ``pc1`` with CI;
     ``n_components`` [k] centred components for ``var_threshold``; ``loo_cos`` leave-one-out
     cosine (mean, CI); ``singular_values`` [k, r] uncentred (r = min(n, d))."""
@@ -68,6 +74,8 @@ class SpectrumStats:
     loo_cos: EstimateSeries
     singular_values: np.ndarray
     n: int
+    energy_ci: dict[int, EstimateSeries] | None = None
+    second_ratio: EstimateSeries | None = None
 
     def to_dict(self, ks: tuple[int, ...]) -> dict:
         return jsonable(
@@ -75,6 +83,8 @@ class SpectrumStats:
                 "n": self.n,
                 **{f"energy_top{k}": self.energy[i] for i, k in enumerate(ks)},
                 **{f"pca_top{k}": self.pca[i] for i, k in enumerate(ks)},
+                **{f"energy_top{k}_ci": v for k, v in (self.energy_ci or {}).items()},
+                "second_ratio": self.second_ratio,
                 "energy_top1_ci": self.energy_top1,
                 "pc1_ci": self.pc1,
                 "n_components_for_threshold": self.n_components,
@@ -87,7 +97,8 @@ class SpectrumStats:
 class LowrankResult:
     """Low-rank structure of Δ at ``kind`` per captured layer (``layers`` [k]).
 
-    ``trigger`` / ``null``: `SpectrumStats`. ``top_direction`` [k, d]: unit top uncentred
+    ``trigger`` / ``null`` / ``fixed`` (None without a fixed-token capture): `SpectrumStats`.
+    ``top_direction`` [k, d]: unit top uncentred
     direction of the trigger Δs. ``cos_top_mean`` [k]: its cosine with the mean Δ.
     ``pcs`` [k, c, d]: the trigger's top-c centred PCs (c = ``n_components_dist``).
     ``projections`` [k, n, c] / ``null_projections`` [k, n_null, c]: each (uncentred) Δ
@@ -107,6 +118,8 @@ class LowrankResult:
     projections: np.ndarray
     null_projections: np.ndarray
     config: LowrankConfig
+    fixed: SpectrumStats | None = None
+    n_fixed: int = 0
 
     def direction(self, residual_layer: int) -> np.ndarray:
         """Top uncentred direction [d] at a residual index."""
@@ -123,6 +136,8 @@ class LowrankResult:
             "n_too_small": self.n_too_small,
             "trigger": self.trigger.to_dict(ks),
             "null": self.null.to_dict(ks),
+            "fixed": None if self.fixed is None else self.fixed.to_dict(ks),
+            "n_fixed": self.n_fixed,
             "cos_top_direction_mean_delta": self.cos_top_mean,
             "config": self.config,
         }
@@ -168,39 +183,44 @@ def _svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 EXACT_MAX = 192  # resample matrices up to this size are solved exactly (eigvalsh)
 
 
-def _top_eig(m: torch.Tensor, init: torch.Tensor, tol: float = 1e-9, max_iter: int = 10):
-    """Largest eigenvalue of each PSD matrix in ``m`` [b, r, r]. Exact (eigvalsh) for
-    r <= EXACT_MAX. Larger: block subspace iteration warm-started from ``init`` [b, r, q]
-    (the full sample's top directions) with a Rayleigh-Ritz step; it converges in a few
-    iterations when one direction dominates (the case a claim rests on). Matrices whose top
-    Ritz value has not settled to ``tol`` (relative) after ``max_iter`` iterations (flat
-    spectra) are solved exactly, so the result is always exact to ~tol."""
+def _top_eig(
+    m: torch.Tensor, init: torch.Tensor, q: int = 1, tol: float = 1e-9, max_iter: int = 10
+) -> torch.Tensor:
+    """The ``q`` largest eigenvalues (descending) of each PSD matrix in ``m`` [b, r, r] ->
+    [b, q]. Exact (eigvalsh) for r <= EXACT_MAX. Larger: block subspace iteration
+    warm-started from ``init`` [b, r, p >= q] (the full sample's top directions) with a
+    Rayleigh-Ritz step; it converges in a few iterations when a few directions dominate (the
+    case a claim rests on). Matrices whose top-q Ritz values have not settled to ``tol``
+    (relative) after ``max_iter`` iterations (flat spectra) are solved exactly, so the result
+    is always exact to ~tol."""
     if m.shape[-1] <= EXACT_MAX:
-        return torch.linalg.eigvalsh(m)[:, -1].clamp_min(0)
-    q, _ = torch.linalg.qr(init)
-    z = m @ q
-    lam = torch.linalg.eigvalsh(q.transpose(1, 2) @ z)[:, -1]
-    done = torch.zeros_like(lam, dtype=torch.bool)
+        return torch.linalg.eigvalsh(m).flip(-1)[:, :q].clamp_min(0)
+    basis, _ = torch.linalg.qr(init)
+    z = m @ basis
+    lam = torch.linalg.eigvalsh(basis.transpose(1, 2) @ z).flip(-1)[:, :q]
+    done = torch.zeros(lam.shape[0], dtype=torch.bool)
     for _ in range(max_iter):
-        q, _ = torch.linalg.qr(z)
-        z = m @ q
-        new = torch.linalg.eigvalsh(q.transpose(1, 2) @ z)[:, -1]
-        done = (new - lam).abs() <= tol * new.abs().clamp_min(1e-300)
+        basis, _ = torch.linalg.qr(z)
+        z = m @ basis
+        new = torch.linalg.eigvalsh(basis.transpose(1, 2) @ z).flip(-1)[:, :q]
+        scale = new[:, :1].abs().clamp_min(1e-300)
+        done = ((new - lam).abs() <= tol * scale).all(dim=1)
         lam = new
         if done.all():
             break
     if not done.all():
         idx = (~done).nonzero().squeeze(1)
-        lam[idx] = torch.linalg.eigvalsh(m[idx])[:, -1]
+        lam[idx] = torch.linalg.eigvalsh(m[idx]).flip(-1)[:, :q]
     return lam.clamp_min(0)
 
 
 @torch.no_grad()
 def _boot_spectrum(
-    x: np.ndarray, w: np.ndarray, chunk: int = 32, block: int = 8
+    x: np.ndarray, w: np.ndarray, q: int = 1, chunk: int = 32, block: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap top-1 uncentred energy share and PC1 share of ``x`` [n, d] under resample
-    weights ``w`` [B, n] (rows sum to 1) -> ([B], [B]).
+    """Bootstrap uncentred top-q eigenvalue shares and the PC1 share of ``x`` [n, d] under
+    resample weights ``w`` [B, n] (rows sum to 1) -> ([B, q] shares of the total energy of
+    each of the q largest eigenvalues, [B] PC1 share).
 
     A resample with counts c has uncentred second moment Σcᵢxᵢxᵢᵀ, whose nonzero spectrum is
     that of the n×n matrix (√c√cᵀ)∘G, G = XXᵀ; centred, G is replaced by the Gram of xᵢ − μ_c
@@ -208,7 +228,8 @@ def _boot_spectrum(
     needed (the total is a trace), see `_top_eig`."""
     X = torch.from_numpy(np.ascontiguousarray(x))
     n, d = X.shape
-    q = min(block, n, d)
+    q = max(1, min(q, n, d))
+    p = min(max(block, q), n, d)
     e1: list[np.ndarray] = []
     p1: list[np.ndarray] = []
     gram_route = n <= d
@@ -216,11 +237,11 @@ def _boot_spectrum(
         G = X @ X.T
         g0 = G.sum(1, keepdim=True) / n
         K0 = G - g0 - g0.T + G.sum() / n**2
-        U = torch.linalg.eigh(G)[1][:, -q:]  # full-sample top directions, n-space
-        Uc = torch.linalg.eigh(K0)[1][:, -q:]
+        U = torch.linalg.eigh(G)[1][:, -p:]  # full-sample top directions, n-space
+        Uc = torch.linalg.eigh(K0)[1][:, -p:]
     else:
-        V = torch.linalg.svd(X, full_matrices=False)[2][:q].T  # d-space
-        Vc = torch.linalg.svd(X - X.mean(0), full_matrices=False)[2][:q].T
+        V = torch.linalg.svd(X, full_matrices=False)[2][:p].T  # d-space
+        Vc = torch.linalg.svd(X - X.mean(0), full_matrices=False)[2][:p].T
     for start in range(0, w.shape[0], chunk):
         c = torch.from_numpy(w[start : start + chunk] * n)  # counts [b, n]
         b = c.shape[0]
@@ -238,12 +259,12 @@ def _boot_spectrum(
             mu = (c @ X) / n  # [b, d]
             M = torch.einsum("bn,nd,ne->bde", c, X, X)
             Mc = M - n * mu.unsqueeze(2) * mu.unsqueeze(1)
-            mats = ((e1, M, V.expand(b, d, q)), (p1, Mc, Vc.expand(b, d, q)))
-        for out, m, init in mats:
-            tot = m.diagonal(dim1=1, dim2=2).sum(-1)
-            top = _top_eig(m, init)
+            mats = ((e1, M, V.expand(b, d, p)), (p1, Mc, Vc.expand(b, d, p)))
+        for (out, m, init), qq in zip(mats, (q, 1), strict=True):
+            tot = m.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)
+            top = _top_eig(m, init, qq)
             out.append(torch.where(tot > 0, top / tot, torch.nan).numpy())
-    return np.concatenate(e1), np.concatenate(p1)
+    return np.concatenate(e1), np.concatenate(p1)[:, 0]
 
 
 def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, dict]:
@@ -257,6 +278,9 @@ def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, di
     ncomp = np.zeros(k, dtype=int)
     e1 = np.zeros((3, k))
     p1 = np.zeros((3, k))
+    q = max(max(ks), 2)
+    ek = np.zeros((len(ks), 3, k))  # top-k share: value, lo, hi
+    r21 = np.zeros((3, k))  # σ₂²/σ₁²: value, lo, hi
     r = min(n, d)
     svals = np.zeros((k, r))
     loo = np.zeros((n, k))
@@ -284,8 +308,17 @@ def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, di
             pc = vtc[i]
             pcs[j, i] = pc if pc @ mu >= 0 else -pc  # signed so the trigger's mean projects >= 0
         loo[:, j] = loo_cosines(xj)
-        be, bp = _boot_spectrum(xj, w)
-        lo, hi = percentile_interval(be, cfg.ci)
+        be, bp = _boot_spectrum(xj, w, q)  # [B, q'] eigenvalue shares (q' <= q), [B]
+        cum = np.cumsum(be, axis=1)
+        for i, kk in enumerate(ks):
+            lo, hi = percentile_interval(cum[:, min(kk, cum.shape[1]) - 1], cfg.ci)
+            ek[i, :, j] = (energy[i, j], lo, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            second = be[:, 1] / be[:, 0] if be.shape[1] > 1 else np.zeros(len(be))
+            r21[0, j] = ev[1] / ev[0] if len(ev) > 1 and ev[0] > 0 else np.nan
+        lo, hi = percentile_interval(second, cfg.ci)
+        r21[1:, j] = (lo, hi)
+        lo, hi = percentile_interval(be[:, 0], cfg.ci)
         e1[:, j] = (ev[0] / ev.sum() if ev.sum() > 0 else np.nan, lo, hi)
         lo, hi = percentile_interval(bp, cfg.ci)
         p1[:, j] = (evc[0] / tot if tot > 0 else np.nan, lo, hi)
@@ -300,6 +333,8 @@ def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, di
         loo_cos=loo_est,
         singular_values=svals,
         n=n,
+        energy_ci={kk: EstimateSeries(ek[i, 0], ek[i, 1], ek[i, 2], n) for i, kk in enumerate(ks)},
+        second_ratio=EstimateSeries(r21[0], r21[1], r21[2], n),
     )
     return stats, {"top": top, "pcs": pcs, "mean": means}
 
@@ -313,6 +348,12 @@ def lowrank(ds: DeltaSet, config: LowrankConfig | None = None) -> LowrankResult:
     xn = ds.null_delta(cfg.kind)[:, :, 0].double().numpy()
     trig, extra = spectrum_stats(x, cfg)
     null, _ = spectrum_stats(xn, cfg)
+    fixed = None
+    n_fixed = 0
+    if ds.has_fixed:
+        xf = ds.fixed_delta(cfg.kind)[:, :, 0].double().numpy()
+        fixed, _ = spectrum_stats(xf, cfg)
+        n_fixed = xf.shape[0]
     top, pcs, means = extra["top"], extra["pcs"], extra["mean"]
     norms = np.linalg.norm(means, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -334,4 +375,6 @@ def lowrank(ds: DeltaSet, config: LowrankConfig | None = None) -> LowrankResult:
         projections=proj,
         null_projections=nproj,
         config=cfg,
+        fixed=fixed,
+        n_fixed=n_fixed,
     )

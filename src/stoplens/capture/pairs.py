@@ -46,6 +46,31 @@ def post_instruction_length(tokenizer) -> int:
     return max(1, len(tokenizer.encode(suffix, add_special_tokens=False)))
 
 
+# Ordinary words tried, in order, as the fixed-token null (the trigger replaced by ONE fixed
+# ordinary token in every pair): the first that is a single token and is not a control.
+FIXED_TOKEN_CANDIDATES = (
+    "table", "paper", "orange", "house", "water", "light", "mountain", "forest", "ocean",
+    "bridge", "castle", "engine", "summer", "coffee", "letter", "music", "garden", "window",
+)  # fmt: skip
+
+
+def fixed_token_id(
+    tokenizer, avoid: Sequence[int] = (), candidates: Sequence[str] = FIXED_TOKEN_CANDIDATES
+) -> tuple[int, str]:
+    """(id, word) of the fixed ordinary token for the fixed-token null: the first of
+    ``candidates`` that is one token of this tokenizer (space-prefixed form preferred) and not
+    among the ``avoid`` ids (the trigger, the pairs' controls). Raises ValueError if none is."""
+    avoid_set = {int(a) for a in avoid} | set(tokenizer.all_special_ids)
+    for word in candidates:
+        tid = single_token_id(tokenizer, word)
+        if tid is not None and tid not in avoid_set:
+            return tid, word
+    raise ValueError(
+        "no fixed ordinary token for the fixed-token null: none of "
+        f"{', '.join(candidates)} is a single token that is not already a control"
+    )
+
+
 def single_token_id(tokenizer, word: str) -> int | None:
     """The id of ``word`` as one token, preferring the space-prefixed form, or None."""
     for text in (" " + word, word):
