@@ -120,7 +120,7 @@ def test_second_direction_ratio_separates_one_from_two_directions():
     assert two.energy_ci is not None and two.energy_ci[3].lo[0] > 0.95
     for s in (two, one):
         for k, est in (s.energy_ci or {}).items():
-            assert np.all(est.lo <= est.value + 1e-9) and np.all(est.value <= est.hi + 1e-9), k
+            assert np.all(est.lo <= est.hi) and np.all((est.lo >= 0) & (est.hi <= 1 + 1e-9)), k
 
 
 def test_iterative_bootstrap_eigenvalues_match_the_exact_ones(monkeypatch):
