@@ -87,3 +87,23 @@ def test_readout_is_the_unit_direction_at_the_residual_scale(qwen_case):
     expect = unembed(qwen_case.pm.model, (m / m.norm() * s).float())[: r.vocab_size].cpu()
     np.testing.assert_allclose(r.readout[j], expect.double().numpy(), atol=1e-4)
     assert r.readout_eos_rank[j] == 1 and r.readout_eos_z[j] > 10
+
+
+def test_eos_enters_the_lens_at_the_planted_layer_and_not_for_the_fixed_token(case):
+    """Judged at the intermediate residuals (1..L−1): EOS enters the top of the Δ-lens where
+    the planted head writes; a fixed ordinary token in the trigger's place never brings it."""
+    r = _result(case)
+    t, f = r.trigger, r.fixed
+    assert f is not None and r.fixed_readout_eos_rank is not None
+    if case.answer < case.ds.n_layers:
+        assert t.eos_first_layer == case.answer
+        assert t.eos_first_layer_ci == (case.answer, case.answer)
+        assert t.eos_entry_share == 1.0
+    # the fixed token's own Δ-lens never meets the entry rule at any layer
+    assert f.eos_dlogprob_p95 is not None and r.null.eos_dlogprob_p95 is not None
+    cfg = r.config
+    for j in r.intermediate:
+        v = f.eos_dlogprob.value[j]
+        entered = f.eos_rank[j] <= cfg.entry_k and v >= cfg.entry_min_dlogprob
+        assert not (entered and v > r.null.eos_dlogprob_p95[j])
+    assert r.intermediate == [j for j, layer in enumerate(r.layers) if 0 < layer < 4]
