@@ -70,3 +70,19 @@ def test_json_and_errors(qwen_case):
             qwen_case.pm.tokenizer,
             config=DiffLensConfig(kind="trigger"),
         )
+
+
+def test_did_beyond_the_fixed_token_and_eos_did(case):
+    """Fine-tuning (the planted surgery) created a trigger-specific change: the trigger's DiD
+    exceeds a fixed ordinary token's, and the EOS log-prob DiD at the output is large for the
+    trigger and ~0 for the fixed token."""
+    from stoplens.analyses.diff_lens import diff_lens
+
+    r = diff_lens(case.pm.model, case.ds, case.pm.tokenizer, base_model=case.pm.base)
+    j = case.ds.layer_pos(case.answer)
+    assert r.did_fixed is not None and r.eos_did is not None and r.eos_did_fixed is not None
+    assert r.did.norm_mean_delta.lo[j] > 5 * r.did_fixed.norm_mean_delta.hi[j]
+    assert r.eos_did.lo > 3.0
+    assert abs(r.eos_did_fixed.value) < 0.5 * r.eos_did.value
+    d = r.to_dict()
+    assert {"did_fixed", "eos_did", "eos_did_fixed"} <= set(d)

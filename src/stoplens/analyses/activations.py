@@ -36,6 +36,7 @@ point estimates only).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -337,7 +338,7 @@ def _capture_model(
     )
     _check_finite(x, model, what)
     bounds = np.cumsum([0, *sizes])
-    return tuple(_split(x[a:b], cuts) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    return tuple(_split(x[a:b], cuts) for a, b in itertools.pairwise(bounds))
 
 
 def _to_tensors(prefix: str, caps: Sequence[Captures]) -> dict[str, torch.Tensor]:

@@ -5,6 +5,14 @@
   mean ‖h_ft‖ with bootstrap CIs; the same on the control-vs-control null; each model's own
   trigger Δ profile; and the cosine between the fine-tuned and base mean Δ (with CI).
   What fine-tuning added is D; a large Δ in the base too means "any token swap does this".
+* The same DiD for the fixed-token null (one fixed ordinary token in the trigger's place):
+  fine-tuning (a LoRA on every block) changes how *every* token is processed, so a DiD is
+  only evidence that fine-tuning created something trigger-specific when it exceeds the fixed
+  token's DiD.
+* The DiD of the EOS log-prob at the output (with the base model given): per pair
+  [log p_ft(EOS | trig) − log p_ft(EOS | ctrl)] − [the same in the base], mean with CI, beside
+  the fixed token's: did fine-tuning make the *trigger* raise EOS, beyond what it did to an
+  ordinary token?
 * The activation difference lens (ADL): A = h_ft − h_base on identical trigger-free inputs
   (the control prompts), at the first positions (0..K−1; position 0 is the same token in
   every prompt, so its spread is zero) and at the decision positions: ‖mean A‖ with CI,
@@ -31,13 +39,16 @@ from stoplens.analyses.logit_lens import TokenScore, readout, top_tokens
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
+    Estimate,
     EstimateSeries,
+    bootstrap_mean,
     jsonable,
     percentile_interval,
     rank_of,
     resample_weights,
     zscore_of,
 )
+from stoplens.capture.extract import unembed
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,9 @@ class DiffLensResult:
     adl: dict[str, ADLReadout]
     eos_id: int
     config: DiffLensConfig
+    did_fixed: DeltaProfile | None = None
+    eos_did: Estimate | None = None
+    eos_did_fixed: Estimate | None = None
 
     def to_dict(self) -> dict:
         return jsonable(
@@ -96,6 +110,9 @@ class DiffLensResult:
                 "base_trigger_added": self.base_trigger_added,
                 "did": self.did,
                 "did_null": self.did_null,
+                "did_fixed": self.did_fixed,
+                "eos_did": self.eos_did,
+                "eos_did_fixed": self.eos_did_fixed,
                 "ft_delta": self.ft_delta,
                 "base_delta": self.base_delta,
                 "cos_ft_base": self.cos_ft_base,
@@ -162,6 +179,34 @@ def _adl(
     )
 
 
+@torch.no_grad()
+def _eos_logprob(model: nn.Module, h: torch.Tensor, eos: int, chunk: int = 256) -> np.ndarray:
+    """log p(EOS) of the output lens (= the model's own logits) of residual[L] rows h [n, d]."""
+    out = []
+    for c in h.split(chunk):
+        out.append(torch.log_softmax(unembed(model, c).double(), -1)[:, eos].cpu().numpy())
+    return np.concatenate(out)
+
+
+def _eos_did(
+    model: nn.Module, base: nn.Module, ds: DeltaSet, eos: int, fixed: bool, cfg: DiffLensConfig
+) -> Estimate:
+    """Mean over pairs of the EOS log-prob DiD at the output (module docstring), with CI."""
+    j = ds.layer_pos(ds.n_layers)
+
+    def side(name: str) -> np.ndarray:
+        if fixed:
+            t, c = ds.fixed_triggered("last", name), ds.fixed_control("last", name)
+        else:
+            t, c = ds.triggered("last", name), ds.control("last", name)
+        m = model if name == "ft" else base
+        return _eos_logprob(m, t[:, j, 0], eos) - _eos_logprob(m, c[:, j, 0], eos)
+
+    est = bootstrap_mean(side("ft") - side("base"), cfg.n_boot, cfg.seed, cfg.ci)
+    assert isinstance(est, Estimate)
+    return est
+
+
 def diff_lens(
     model: nn.Module,
     ds: DeltaSet,
@@ -169,9 +214,11 @@ def diff_lens(
     *,
     eos_id: int | None = None,
     config: DiffLensConfig | None = None,
+    base_model: nn.Module | None = None,
 ) -> DiffLensResult:
     """Analysis 4 on a `DeltaSet` captured with a base model; ``model`` is the fine-tuned
-    model (its final norm and unembedding read the ADL). See module docstring."""
+    model (its final norm and unembedding read the ADL); ``base_model`` (optional) reads the
+    base's own output for the EOS DiD. See module docstring."""
     cfg = config or DiffLensConfig()
     if not ds.has_base:
         raise ValueError("diff_lens needs a DeltaSet captured with a base model (base=...)")
@@ -186,6 +233,16 @@ def diff_lens(
     did_null = delta_profile(
         ds.null_delta(kind) - ds.null_delta(kind, "base"), ds.null_control(kind), **kw
     )
+    did_fixed = None
+    if ds.has_fixed and ds.base_fixed is not None:
+        did_fixed = delta_profile(
+            ds.fixed_delta(kind) - ds.fixed_delta(kind, "base"), ds.fixed_control(kind), **kw
+        )
+    eos_did = eos_did_fixed = None
+    if base_model is not None and ds.n_layers in ds.layers:
+        eos_did = _eos_did(model, base_model, ds, eos, False, cfg)
+        if did_fixed is not None:
+            eos_did_fixed = _eos_did(model, base_model, ds, eos, True, cfg)
     return DiffLensResult(
         layers=list(ds.layers),
         kind=kind,
@@ -200,4 +257,7 @@ def diff_lens(
         adl={k: _adl(model, ds, k, tokenizer, eos, cfg) for k in cfg.adl_kinds},
         eos_id=eos,
         config=cfg,
+        did_fixed=did_fixed,
+        eos_did=eos_did,
+        eos_did_fixed=eos_did_fixed,
     )
