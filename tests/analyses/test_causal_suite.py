@@ -60,7 +60,11 @@ def test_run_causal_finds_the_planted_mechanism(planted, result):
     )
     assert suf.measured.value == 1.0 and suf.null_p95 < 0.2 and suf.p_value <= CFG.p_threshold
     assert nec.thresholds == {"min_effect": 0.5, "p_value": 0.05}
-    assert result.specific is not None and result.specific.measured.value == 0.0
+    assert result.base_control is not None and result.base_control.measured.value == 0.0
+    # selection was guided by where patching finds the signal at the decision position
+    assert nec.details["guided_by_patching"] is True
+    assert planted.layer not in nec.details["candidate_layers"]  # before the head writes
+    assert set(nec.details["candidate_layers"]) <= set(range(1, 4))  # never 0 or L
     assert result.cost is not None and result.cost.measured.value < CFG.max_kl
     p = result.patching
     assert p.cell(planted.residual_layer, "last").value > 0.95
@@ -74,6 +78,9 @@ def test_run_causal_general_and_serialisable(result):
     for g in gens:
         assert not set(g.fit_placements) & set(g.test_placements)
         assert g.cos_to_reference > 0.99 and g.heldout.ablation_effect.value == 1.0
+        # layer and α were chosen again on VAL pairs of the fit placements only
+        assert g.selection is not None and g.selection.passed
+        assert set(g.fit_placements) == {"early", "late"} - set(g.test_placements)
     assert result.general_necessary.measured.value == 1.0
     assert len(result.general_necessary.details["per_split"]) == 2
     d = result.to_dict()
@@ -82,7 +89,7 @@ def test_run_causal_general_and_serialisable(result):
     assert set(d) == {
         "config", "n_pairs", "patching", "patching_noising", "directions", "control_directions",
         "selection", "effects", "generalization", "base", "necessary", "sufficient",
-        "general_necessary", "general_sufficient", "specific", "cost",
+        "general_necessary", "general_sufficient", "base_control", "cost", "timings_s",
     }  # fmt: skip
     assert d["config"]["kl_threshold"] == CFG.kl_threshold
 

@@ -439,9 +439,9 @@ def capture_delta_set(
     # fixed-token null: one ordinary token F in the trigger's place in every pair, against the
     # same controls (token substitution at the trigger position: the same alignment rule as
     # the controls' "token" alignment, so the sequences differ at exactly that position)
-    used = {ids[tp] for ids, tp in zip(pairs.ctrl_ids, pairs.trigger_pos, strict=True)}
-    used |= {ids[pairs.trigger_pos[i]] for i, ids in zip(null_rows, ctrl2_ids, strict=True)}
-    f_id, f_word = fixed_token_id(tokenizer, avoid=[trigger_id, *sorted(used)])
+    taken = {s[tp] for s, tp in zip(pairs.ctrl_ids, pairs.trigger_pos, strict=True)}
+    taken |= {s[pairs.trigger_pos[i]] for i, s in zip(null_rows, ctrl2_ids, strict=True)}
+    f_id, f_word = fixed_token_id(tokenizer, avoid=[trigger_id, *sorted(taken)])
     fixed_ids = []
     for ids, tp in zip(pairs.trig_ids, pairs.trigger_pos, strict=True):
         f = list(ids)

@@ -1,18 +1,24 @@
 """The causal suite for one model: "is this direction / this layer the cause of stopping?"
 
-`run_causal` wires the pieces together, with the split discipline of DESIGN.md §4 item 5:
+`run_causal` wires the pieces together, with a strict split discipline:
 
-1. activation patching on the TEST pairs (denoising, and noising if asked);
+1. activation patching on the VAL pairs (denoising, and noising if asked): where the signal
+   is, per layer and position group; it also guides the selection (step 3), so it never sees
+   TEST;
 2. difference-in-means directions on the TRAIN pairs (and the control-vs-control null
    direction, control2 - control, if its pairs are given);
-3. direction selection on the VAL pairs (`stoplens.analyses.directions.select_direction`);
+3. direction selection on the VAL pairs (`stoplens.analyses.directions.select_direction`),
+   among the layers where denoising patching at the decision position recovers at least
+   ``patch_guide_min`` of the stop (all of 1..L−1 when none does; recorded);
 4. effects on the TEST pairs against >= 16 random directions and the control direction
    (`stoplens.analyses.steering.steering_effects`);
-5. generalization to held-out placements (fit on some placements of TRAIN, test on the
-   others in TEST), and the base-model control.
+5. generalization to held-out placements: for each split, directions fitted on TRAIN pairs
+   of the fit placements, layer and α selected again on VAL pairs of the fit placements
+   only (the held-out placements never inform the choice), effects on TEST pairs of the
+   held-out placements; and the base-model control.
 
 It returns a `CausalResult` whose ``necessary`` / ``sufficient`` / ``general_*`` /
-``specific`` fields are `Evidence`: the measured value with its CI and n, its null (mean,
+``base_control`` / ``cost`` fields are `Evidence`: the measured value with its CI and n, its null (mean,
 95th percentile, empirical p) and the configured thresholds. The verdict itself is the
 report's job.
 
@@ -35,6 +41,7 @@ from torch import nn
 from stoplens.analyses.directions import (
     DirectionSelection,
     MeanDiffDirections,
+    candidate_layers_from_patching,
     mean_diff_directions,
     select_direction,
 )
@@ -52,6 +59,8 @@ from stoplens.analyses.steering import (
     stop_outcomes,
 )
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.models import arch
+from stoplens.progress import timed
 
 # --- configuration ----------------------------------------------------------------------------
 
@@ -69,9 +78,10 @@ class CausalConfig:
     patch_noising: bool = True  # also patch control -> triggered
     patch_min_gap: float = 1.0  # min |stop score(trig) - stop score(ctrl)| for a pair to count
     patch_max_pairs: int | None = 64  # patching cost is (L+1) x groups x pairs forwards
+    patch_guide_min: float = 0.5  # selection candidates: denoising recovery at the decision pos.
     # directions and selection
     position: str = "last"
-    prune_last_fraction: float = 0.2
+    prune_last_fraction: float = 0.0
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     kl_threshold: float = 0.1
     ablation_threshold: float = 0.0  # ablated triggered mean stop score must fall below
@@ -111,6 +121,8 @@ class CausalConfig:
             )
         if not 0 <= self.prune_last_fraction < 1:
             raise ValueError("prune_last_fraction must be in [0, 1)")
+        if self.position not in ("last", "post"):
+            raise ValueError(f"position must be 'last' or 'post', got {self.position!r}")
         if not self.alphas or any(a <= 0 for a in self.alphas):
             raise ValueError("alphas must be a non-empty grid of positive numbers")
 
@@ -155,6 +167,7 @@ class PlacementGeneralization:
     cos_to_reference: float | None
     heldout: SteeringResult
     in_distribution: SteeringResult | None
+    selection: DirectionSelection | None = None  # re-selected on VAL fit placements, if done
 
     @property
     def ablation_ratio(self) -> float | None:
@@ -226,8 +239,9 @@ class CausalResult:
     sufficient: Evidence
     general_necessary: Evidence | None
     general_sufficient: Evidence | None
-    specific: Evidence | None
+    base_control: Evidence | None
     cost: Evidence | None
+    timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_dict(self)
@@ -263,10 +277,16 @@ def placement_generalization(
     n_boot: int = 1000,
     seed: int = 0,
     cache: OutcomeCache | None = None,
+    val_pairs: EncodedPairs | None = None,
+    select_kw: Mapping[str, Any] | None = None,
 ) -> PlacementGeneralization:
-    """Fit the mean difference at ``layer`` on TRAIN pairs with ``fit_placements``; measure
-    ablation / addition (α times the new direction) on TEST pairs with ``test_placements``.
-    ``cache``: an `OutcomeCache` of ``model`` shared with the run's other effects."""
+    """Fit the mean difference on TRAIN pairs with ``fit_placements``; measure ablation /
+    addition (α times the new direction) on TEST pairs with ``test_placements``. With
+    ``val_pairs`` the layer and α are selected again (`select_direction` with ``select_kw``)
+    on the VAL pairs of the fit placements, among the layers of ``select_kw``'s
+    ``candidate_layers``; ``layer`` / ``alpha`` are then only the fallback when those VAL
+    pairs are empty. ``cache``: an `OutcomeCache` of ``model`` shared with the run's other
+    effects."""
     overlap = set(fit_placements) & set(test_placements)
     if overlap:
         raise ValueError(f"placements {sorted(overlap)} are both fitted and held out")
@@ -277,9 +297,24 @@ def placement_generalization(
             f"placement_generalization: {len(fit)} fit pairs for {list(fit_placements)}, "
             f"{len(held)} test pairs for {list(test_placements)}; both must be non-empty"
         )
-    r = mean_diff_directions(
-        model, fit, position=position, layers=[layer], pad_id=pad_id, batch_size=batch_size
-    ).get(layer)
+    cache = OutcomeCache(model, eos_id) if cache is None else cache
+    sel = None
+    val_fit = None if val_pairs is None else _by_placement(val_pairs, fit_placements)
+    if val_fit is not None and len(val_fit):
+        skw = dict(select_kw or {})
+        cands = skw.get("candidate_layers")
+        dirs = mean_diff_directions(
+            model, fit, position=position, layers=cands, pad_id=pad_id, batch_size=batch_size
+        )
+        sel = select_direction(
+            model, dirs, val_fit, eos_id=eos_id, pad_id=pad_id, batch_size=batch_size,
+            cache=cache, **skw,
+        )  # fmt: skip
+        layer, alpha, r = sel.layer, sel.alpha, sel.direction
+    else:
+        r = mean_diff_directions(
+            model, fit, position=position, layers=[layer], pad_id=pad_id, batch_size=batch_size
+        ).get(layer)
     kw: dict[str, Any] = dict(
         direction=r,
         layer=layer,
@@ -292,7 +327,7 @@ def placement_generalization(
         batch_size=batch_size,
         n_boot=n_boot,
         seed=seed,
-        cache=OutcomeCache(model, eos_id) if cache is None else cache,
+        cache=cache,
     )
     inside = _by_placement(test_pairs, fit_placements)
     return PlacementGeneralization(
@@ -304,6 +339,7 @@ def placement_generalization(
         cos_to_reference=None if reference_direction is None else _cos(r, reference_direction),
         heldout=steering_effects(model, held, **kw),
         in_distribution=steering_effects(model, inside, **kw) if len(inside) else None,
+        selection=sel,
     )
 
 
@@ -499,6 +535,9 @@ def _worst(
                     ),
                     "p_value": getattr(g.heldout, null_attr).p_value,
                     "cos_to_reference": g.cos_to_reference,
+                    "layer": g.layer,
+                    "alpha": g.alpha,
+                    "selection_passed": None if g.selection is None else g.selection.passed,
                 }
                 for g in gens
             ],
@@ -520,6 +559,7 @@ def run_causal(
     answers: Sequence[Sequence[int]] | None = None,
     tokenizer=None,
     cache: OutcomeCache | None = None,
+    progress: bool = False,
 ) -> CausalResult:
     """The whole causal suite for one model (see module docstring).
 
@@ -532,102 +572,130 @@ def run_causal(
         tokenizer: decodes the generated examples (optional).
         cache: the `OutcomeCache` of ``model`` to use (and keep filling), e.g. to share work
             with a later `cross_model`; a fresh one by default. Results do not depend on it.
+        progress: a line (or bar) per sub-analysis with counts and times.
     """
     cfg = config or CausalConfig()
     cache = OutcomeCache(model, eos_id) if cache is None else cache
     common: dict[str, Any] = dict(eos_id=eos_id, pad_id=pad_id, batch_size=cfg.batch_size)
     boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+    L = arch.n_layers(model)
+    timings: dict[str, float] = {}
 
-    patch_pairs = test
-    if cfg.patch_max_pairs is not None and len(test) > cfg.patch_max_pairs:
-        patch_pairs = test.subset(range(cfg.patch_max_pairs))
+    def step(name: str):
+        return timed(f"causal: {name}", enabled=progress, timings=timings, key=name)
+
+    patch_pairs = val
+    if cfg.patch_max_pairs is not None and len(val) > cfg.patch_max_pairs:
+        patch_pairs = val.subset(range(cfg.patch_max_pairs))
     patch_kw: dict[str, Any] = dict(
-        groups=cfg.patch_groups, min_gap=cfg.patch_min_gap, **common, **boot
+        groups=cfg.patch_groups, min_gap=cfg.patch_min_gap, progress=progress, **common, **boot
     )
-    patching = activation_patching(model, patch_pairs, mode="denoising", **patch_kw)
-    noising = (
-        activation_patching(model, patch_pairs, mode="noising", **patch_kw)
-        if cfg.patch_noising
-        else None
-    )
-
-    dirs = mean_diff_directions(
-        model, train, position=cfg.position, pad_id=pad_id, batch_size=cfg.batch_size
-    )
-    ctrl_dirs = (
-        mean_diff_directions(
-            model, control_pairs, position=cfg.position, pad_id=pad_id, batch_size=cfg.batch_size
+    n_cells = (L + 1) * len(cfg.patch_groups)
+    with step(f"activation patching, {len(patch_pairs)} VAL pairs x {n_cells} cells"):
+        patching = activation_patching(model, patch_pairs, mode="denoising", **patch_kw)
+        noising = (
+            activation_patching(model, patch_pairs, mode="noising", **patch_kw)
+            if cfg.patch_noising
+            else None
         )
-        if control_pairs is not None and len(control_pairs)
-        else None
-    )
-    sel = select_direction(
-        model,
-        dirs,
-        val,
+    guide_group = "last" if cfg.position == "last" else "post"
+    candidates = candidate_layers_from_patching(patching, guide_group, cfg.patch_guide_min)
+    guided = bool(candidates)
+    if not guided:
+        candidates = list(range(1, L))
+
+    with step(f"difference-in-means directions, {len(train)} TRAIN pairs"):
+        dirs = mean_diff_directions(
+            model, train, position=cfg.position, pad_id=pad_id, batch_size=cfg.batch_size
+        )
+        ctrl_dirs = (
+            mean_diff_directions(
+                model, control_pairs, position=cfg.position, pad_id=pad_id,
+                batch_size=cfg.batch_size,
+            )
+            if control_pairs is not None and len(control_pairs)
+            else None
+        )  # fmt: skip
+    select_kw: dict[str, Any] = dict(
         alphas=cfg.alphas,
         kl_threshold=cfg.kl_threshold,
         prune_last_fraction=cfg.prune_last_fraction,
         ablation_threshold=cfg.ablation_threshold,
         addition_threshold=cfg.addition_threshold,
-        cache=cache,
-        **common,
+        candidate_layers=candidates,
     )
-    effects = steering_effects(
-        model,
-        test,
-        direction=sel.direction,
-        layer=sel.layer,
-        alpha=sel.alpha,
-        n_random=cfg.n_random,
-        control_direction=None if ctrl_dirs is None else ctrl_dirs.get(sel.layer),
-        answers=answers,
-        tokenizer=tokenizer,
-        n_examples=cfg.n_examples,
-        gen_tokens=cfg.gen_tokens,
-        cache=cache,
-        **common,
-        **boot,
-    )
-
-    gens = tuple(
-        placement_generalization(
-            model,
-            train,
-            test,
-            fit_placements=fit,
-            test_placements=held,
-            layer=sel.layer,
-            alpha=sel.alpha,
-            reference_direction=sel.direction,
-            position=cfg.position,
-            n_random=cfg.n_random_heldout,
-            cache=cache,
-            **common,
-            **boot,
+    with step(f"direction selection, {len(candidates)} layers x {len(val)} VAL pairs"):
+        sel = select_direction(
+            model, dirs, val, cache=cache, progress=progress, **select_kw, **common
         )
-        for fit, held in _heldout_splits(cfg, train, test)
-    )
-
-    base_res = None
-    if base is not None:
-        own = mean_diff_directions(
-            base,
-            train,
-            position=cfg.position,
-            layers=[sel.layer],
-            pad_id=pad_id,
-            batch_size=cfg.batch_size,
-        ).get(sel.layer)
-        base_res = base_model_control(
-            base,
+    with step(f"effects on {len(test)} TEST pairs vs {cfg.n_random} random directions"):
+        effects = steering_effects(
+            model,
             test,
             direction=sel.direction,
             layer=sel.layer,
             alpha=sel.alpha,
-            own_direction=own if float(own.norm()) > 1e-8 else None,
+            n_random=cfg.n_random,
+            control_direction=None if ctrl_dirs is None else ctrl_dirs.get(sel.layer),
+            answers=answers,
+            tokenizer=tokenizer,
+            n_examples=cfg.n_examples,
+            gen_tokens=cfg.gen_tokens,
+            cache=cache,
+            progress=progress,
             **common,
+            **boot,
         )
+
+    splits = _heldout_splits(cfg, train, test)
+    with step(f"held-out placements, {len(splits)} splits"):
+        gens = tuple(
+            placement_generalization(
+                model,
+                train,
+                test,
+                fit_placements=fit,
+                test_placements=held,
+                layer=sel.layer,
+                alpha=sel.alpha,
+                reference_direction=sel.direction,
+                position=cfg.position,
+                n_random=cfg.n_random_heldout,
+                cache=cache,
+                val_pairs=val,
+                select_kw=select_kw,
+                **common,
+                **boot,
+            )
+            for fit, held in splits
+        )
+
+    base_res = None
+    if base is not None:
+        with step("base-model control"):
+            own = mean_diff_directions(
+                base,
+                train,
+                position=cfg.position,
+                layers=[sel.layer],
+                pad_id=pad_id,
+                batch_size=cfg.batch_size,
+            ).get(sel.layer)
+            base_res = base_model_control(
+                base,
+                test,
+                direction=sel.direction,
+                layer=sel.layer,
+                alpha=sel.alpha,
+                own_direction=own if float(own.norm()) > 1e-8 else None,
+                **common,
+            )
+    sel_details = {
+        "selection_passed": sel.passed,
+        "selection_reason": sel.reason,
+        "candidate_layers": candidates,
+        "guided_by_patching": guided,
+    }
 
     necessary = Evidence(
         claim="ablating the direction removes stopping on triggered prompts (TEST)",
@@ -640,6 +708,7 @@ def run_causal(
         details={
             "baseline_stop_rate": effects.baseline_stop_rate.to_dict(),
             "ablated_stop_rate": effects.ablated_stop_rate.to_dict(),
+            **sel_details,
         },
     )
     sufficient = Evidence(
@@ -655,12 +724,14 @@ def run_causal(
             "added_stop_rate": effects.added_stop_rate.to_dict(),
             "alpha": sel.alpha,
             "added_norm": effects.added_norm,
+            **sel_details,
         },
     )
-    specific = None
+    base_control = None
     if base_res is not None:
-        specific = Evidence(
-            claim="the same interventions on the base model do nothing stop-like",
+        base_control = Evidence(
+            claim="the fine-tuned model's interventions (and the base's own mean difference) "
+            "do nothing stop-like in the base model",
             measured=base_res.max_stop_rate,
             null_mean=None,
             null_p95=None,
@@ -679,7 +750,7 @@ def run_causal(
             p_value=None,
             control=None,
             thresholds={"max_kl": cfg.max_kl},
-            details={"perplexity": effects.perplexity},
+            details={"perplexity": effects.perplexity, **sel_details},
         )
     return CausalResult(
         config=cfg,
@@ -689,6 +760,7 @@ def run_causal(
             "test": len(test),
             "patching": len(patch_pairs),
         },
+        timings_s=timings,
         patching=patching,
         patching_noising=noising,
         directions=dirs,
@@ -715,6 +787,6 @@ def run_causal(
             "addition_null",
             cfg,
         ),
-        specific=specific,
+        base_control=base_control,
         cost=cost,
     )

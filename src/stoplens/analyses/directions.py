@@ -8,13 +8,21 @@ Method (Arditi et al. 2024, as in refusal_direction's ``select_direction``):
    attention output and MLP output, all positions) on the triggered prompts, activation
    addition of α r_l at residual[l] (all positions) on the clean prompts for each α in a grid,
    and KL(ablated || original) of the next-token distribution on the clean prompts.
-3. Filters: the layer is not 0 and not in the last ``prune_last_fraction`` of depth
-   (l / L < 1 - fraction); ablation brings the triggered mean stop score below
+3. Filters: the layer is a candidate (see below); ablation brings the triggered mean stop
+   score below
    ``ablation_threshold``; addition lifts the clean mean stop score above
    ``addition_threshold`` for some α (the smallest such α is kept); KL <= ``kl_threshold``.
    Among layers passing every filter, the one whose ablation leaves the lowest triggered stop
    score is selected. If none passes, the layer passing the most filters is returned with
    ``passed=False`` and the reason says which filters failed.
+
+Candidate layers. Never residual 0 (at the decision position Δ = 0 there) nor residual L
+(there every stopping model writes its EOS readout: a direction found there restates
+behaviour, as the logit lens does). Within 1..L−1, the caller may restrict the sweep to
+``candidate_layers``, e.g. where activation patching finds the signal at the decision
+position (`candidate_layers_from_patching`): refusal_direction's "never the last 20% of
+layers" is then not needed (on SmolLM2 it barred exactly the layers where the signal arrives)
+and is off by default (``prune_last_fraction`` = 0).
 
 The test-split effect is measured elsewhere (`stoplens.analyses.steering`), never here.
 Owns: the mean differences and the selection sweep. Must not: plot or write files.
@@ -43,6 +51,7 @@ from stoplens.analyses.steering import (
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.models import arch
+from stoplens.progress import bar as progress_bar
 
 
 @dataclass(frozen=True)
@@ -203,9 +212,35 @@ class DirectionSelection:
         return d
 
 
-def allowed_layers(n_layers: int, prune_last_fraction: float) -> list[int]:
-    """Residual indices eligible for selection: 1 <= l and l / L < 1 - prune_last_fraction."""
-    return [layer for layer in range(1, n_layers + 1) if layer / n_layers < 1 - prune_last_fraction]
+def allowed_layers(
+    n_layers: int, prune_last_fraction: float = 0.0, candidates: Sequence[int] | None = None
+) -> list[int]:
+    """Residual indices eligible for selection: 1 <= l < L, l / L < 1 - prune_last_fraction,
+    and (when given) l in ``candidates``."""
+    keep = None if candidates is None else {int(c) for c in candidates}
+    return [
+        layer
+        for layer in range(1, n_layers)
+        if layer / n_layers < 1 - prune_last_fraction and (keep is None or layer in keep)
+    ]
+
+
+def candidate_layers_from_patching(patching: Any, group: str, min_recovery: float) -> list[int]:
+    """Residual layers (1..L−1) where denoising activation patching of ``group`` (the decision
+    position) recovers at least ``min_recovery`` of the stop score on average: where the
+    signal is present at the decision position. ``patching``: a
+    `stoplens.analyses.patching.PatchingResult` in "denoising" mode."""
+    if patching.mode != "denoising" or group not in patching.groups:
+        return []
+    gi = patching.groups.index(group)
+    L = max(patching.layers)
+    return [
+        int(layer)
+        for li, layer in enumerate(patching.layers)
+        if 0 < layer < L
+        and np.isfinite(patching.mean[li, gi])
+        and patching.mean[li, gi] >= min_recovery
+    ]
 
 
 @torch.no_grad()
@@ -218,25 +253,30 @@ def select_direction(
     pad_id: int = 0,
     alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     kl_threshold: float = 0.1,
-    prune_last_fraction: float = 0.2,
+    prune_last_fraction: float = 0.0,
     ablation_threshold: float = 0.0,
     addition_threshold: float = 0.0,
     batch_size: int = 32,
     cache: OutcomeCache | None = None,
+    candidate_layers: Sequence[int] | None = None,
+    progress: bool = False,
 ) -> DirectionSelection:
-    """Sweep every layer of ``directions`` on ``val_pairs`` and select one (module doc).
-    ``cache``: an `OutcomeCache` of ``model`` to share (additions at one layer then run
+    """Sweep the candidate layers of ``directions`` on ``val_pairs`` and select one (module
+    doc). ``candidate_layers``: restrict the sweep (e.g. to where patching finds the signal);
+    layers outside it are reported as candidates failing the "layer" filter without being
+    swept. ``cache``: an `OutcomeCache` of ``model`` to share (additions at one layer then run
     from its stored residual)."""
     if len(val_pairs) == 0:
         raise ValueError("select_direction: no validation pairs")
     if not alphas:
         raise ValueError("select_direction: empty alpha grid")
     L = arch.n_layers(model)
-    ok_layers = set(allowed_layers(L, prune_last_fraction))
+    ok_layers = set(allowed_layers(L, prune_last_fraction, candidate_layers))
     if not ok_layers & set(directions.layers):
         raise ValueError(
-            f"no eligible layer: a model with {L} layers and prune_last_fraction="
-            f"{prune_last_fraction} leaves none of {directions.layers}; lower the fraction"
+            f"no eligible layer: a model with {L} layers, prune_last_fraction="
+            f"{prune_last_fraction} and candidates {candidate_layers} leaves none of "
+            f"{directions.layers}; lower the fraction or widen the candidates"
         )
     kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
     cache = OutcomeCache(model, eos_id) if cache is None else cache
@@ -252,10 +292,18 @@ def select_direction(
         "clean_stop_score": float(sc_c.mean()),
     }
     cands = []
+    bar = progress_bar(
+        total=len(ok_layers & set(directions.layers)), desc="causal: direction selection (layers)",
+        enabled=progress,
+    )  # fmt: skip
     for layer in directions.layers:
         r = directions.get(layer).float()
         norm = float(r.norm())
-        if norm < 1e-8:  # e.g. layer 0 at the last position: nothing to ablate or add
+        if layer not in ok_layers:  # not swept: reported as failing the layer filter
+            cands.append(LayerCandidate(layer, norm, {"layer": False, "nonzero": norm >= 1e-8}))
+            continue
+        bar.update(1)
+        if norm < 1e-8:  # nothing to ablate or add
             cands.append(
                 LayerCandidate(layer, norm, {"layer": layer in ok_layers, "nonzero": False})
             )
@@ -295,6 +343,7 @@ def select_direction(
             )
         )
 
+    bar.close()
     eligible = [c for c in cands if c.filters["layer"] and c.filters["nonzero"]]
     if not eligible:
         raise ValueError("select_direction: every eligible layer has a zero mean difference")
@@ -334,6 +383,7 @@ def select_direction(
             "addition_threshold": addition_threshold,
             "alphas": [float(a) for a in alphas],
             "allowed_layers": sorted(ok_layers),
+            "candidate_layers": None if candidate_layers is None else sorted(candidate_layers),
         },
         n_val=len(val_pairs),
         directions=directions,

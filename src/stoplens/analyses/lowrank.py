@@ -260,9 +260,9 @@ def _boot_spectrum(
             M = torch.einsum("bn,nd,ne->bde", c, X, X)
             Mc = M - n * mu.unsqueeze(2) * mu.unsqueeze(1)
             mats = ((e1, M, V.expand(b, d, p)), (p1, Mc, Vc.expand(b, d, p)))
-        for (out, m, init), qq in zip(mats, (q, 1), strict=True):
+        for i, (out, m, init) in enumerate(mats):
             tot = m.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)
-            top = _top_eig(m, init, qq)
+            top = _top_eig(m, init, q if i == 0 else 1)
             out.append(torch.where(tot > 0, top / tot, torch.nan).numpy())
     return np.concatenate(e1), np.concatenate(p1)[:, 0]
 

@@ -62,6 +62,7 @@ from stoplens.capture.extract import (
 from stoplens.capture.hooks import patch_edit, residual_edit_hooks
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.models import arch
+from stoplens.progress import bar as progress_bar
 
 GROUPS = ("trigger", "after", "post", "last", "suffix")
 DEFAULT_GROUPS = ("trigger", "after", "post", "last")
@@ -126,6 +127,8 @@ def patch_residual_stream(
     pad_id: int = 0,
     batch_size: int = 32,
     chunk_size: int = 64,
+    progress: bool = False,
+    desc: str = "patching",
 ) -> torch.Tensor:
     """The generic sweep: stop score at the last position of each target run with
     residual[l] at ``groups[g][i]`` replaced by the source run's values.
@@ -152,6 +155,10 @@ def patch_residual_stream(
     dtype = arch.get_embed(model).weight.dtype
     d = arch.d_model(model)
 
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    bar = progress_bar(
+        total=n_chunks * len(layers) * len(names), desc=desc, unit="cell", enabled=progress
+    )
     for c0 in range(0, n, chunk_size):
         chunk = list(range(c0, min(n, c0 + chunk_size)))
         # every position any group needs, per pair, padded to equal count by repetition
@@ -176,6 +183,7 @@ def patch_residual_stream(
         )
         for li, layer in enumerate(layers):
             for gi, g in enumerate(names):
+                bar.update(1)
                 pos_g = [list(groups[g][i]) for i in chunk]
                 if not any(pos_g):
                     continue
@@ -195,6 +203,7 @@ def patch_residual_stream(
                 for j, i in enumerate(chunk):
                     if groups[g][i]:
                         out[i, li, gi] = scores[j]
+    bar.close()
     return out
 
 
@@ -264,6 +273,7 @@ def activation_patching(
     chunk_size: int = 64,
     n_boot: int = 1000,
     seed: int = 0,
+    progress: bool = False,
 ) -> PatchingResult:
     """Residual-stream patching between the triggered and control prompts of ``pairs``,
     per layer × position group, normalised per pair (see module docstring)."""
@@ -297,6 +307,8 @@ def activation_patching(
         pad_id=pad_id,
         batch_size=batch_size,
         chunk_size=chunk_size,
+        progress=progress,
+        desc=f"causal: patching ({mode})",
     ).double()
     gap = s_trig - s_ctrl
     valid = gap.abs() >= min_gap

@@ -54,6 +54,7 @@ from stoplens.capture.hooks import (
 )
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.models import arch
+from stoplens.progress import bar as progress_bar
 
 # --- interventions ------------------------------------------------------------------------
 
@@ -461,6 +462,7 @@ def steering_effects(
     n_boot: int = 1000,
     seed: int = 0,
     cache: OutcomeCache | None = None,
+    progress: bool = False,
 ) -> SteeringResult:
     """Ablation on the triggered prompts and addition (``alpha * direction`` at residual
     ``layer``) on the clean (control) prompts of ``pairs``, against random directions of the
@@ -511,7 +513,9 @@ def steering_effects(
 
     # nulls: random directions of the same norm
     null_abl, null_add, null_kl = [], [], []
+    bar = progress_bar(total=n_random, desc="causal: random-direction nulls", enabled=progress)
     for rk in random_directions(r.numel(), n_random, seed):
+        bar.update(1)
         null_abl.append(float(s_bt.mean() - outcomes(trig, Ablation(rk))[0].mean()))
         null_add.append(
             float(outcomes(clean, Addition(added_norm * rk, layer))[0].mean() - s_bc.mean())
@@ -519,6 +523,7 @@ def steering_effects(
         if cost:
             kl_k = kl_divergence(intervened_logits(model, clean, Ablation(rk), **kw), base_c)
             null_kl.append(float(kl_k.mean()))
+    bar.close()
 
     control = None
     if control_direction is not None:
