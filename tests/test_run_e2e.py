@@ -54,10 +54,15 @@ def test_summary_lines_match_results(run_dir):
     report = run_dir / "report"
     doc = json.loads((report / "results.json").read_text())
     md = (report / "ANALYSIS_SUMMARY.md").read_text()
-    assert f"**Overall: {doc['verdicts']['overall']} evidence**" in md
-    for c in doc["verdicts"]["checks"]:
+    v = doc["verdicts"]
+    assert f"**{v['headline']['text']}**" in md
+    assert f"Overall: {v['overall']} (representation: {v['headline']['representation']}" in md
+    for c in v["checks"]:
         box = {True: "[x]", False: "[ ]", None: "[?]"}[c["passed"]]
+        if c["passed"] is None and c["tier"] in ("describe", "info"):
+            box = "[i]"
         assert f"- {box} **{c['claim']}**" in md
+        assert c["null_name"] or c["tier"] in ("describe", "info", "weak"), c["claim"]
 
 
 def test_analyze_only_reuses_cached_activations(run_dir, embedded_cache, monkeypatch):

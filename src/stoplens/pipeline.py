@@ -312,6 +312,21 @@ def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str,
         progress=opts.progress,
     )
     out: dict[str, Any] = {"delta_set": ds}
+    from stoplens.analyses.specificity import trigger_specificity
+
+    tok = models.ft.tokenizer
+    out["specificity"] = trigger_specificity(
+        models.ft.model,
+        tok,
+        ds.pairs,
+        trigger_id=models.ft.trigger_id,
+        eos_id=models.ft.eos_id,
+        fixed_id=None if ds.fixed_token is None else ds.fixed_token[0],
+        pad_id=tok.pad_token_id if tok.pad_token_id is not None else models.ft.eos_id,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        progress=opts.progress,
+    )
     if "layerwise" in opts.only:
         out["layerwise"] = layerwise_delta(ds)
     if "lowrank" in opts.only:
@@ -322,7 +337,11 @@ def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str,
         )
     if want_base and ds.has_base:
         out["diff_lens"] = diff_lens(
-            models.ft.model, ds, models.ft.tokenizer, eos_id=models.ft.eos_id
+            models.ft.model,
+            ds,
+            models.ft.tokenizer,
+            eos_id=models.ft.eos_id,
+            base_model=models.base.model if models.base is not None else None,
         )
     return out
 
@@ -372,6 +391,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
         control_pairs=_null_pairs(train, ctrl2_train),
         tokenizer=ft.tokenizer,
         cache=ft_cache,
+        progress=opts.progress,
     )
     out: dict[str, Any] = {"causal": result, "null_test_pairs": len(ctrl2)}
     if models.knowledge is not None and result.selection is not None:

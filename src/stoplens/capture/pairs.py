@@ -55,20 +55,28 @@ FIXED_TOKEN_CANDIDATES = (
 
 
 def fixed_token_id(
-    tokenizer, avoid: Sequence[int] = (), candidates: Sequence[str] = FIXED_TOKEN_CANDIDATES
+    tokenizer,
+    avoid: Sequence[int] = (),
+    candidates: Sequence[str] = FIXED_TOKEN_CANDIDATES,
+    seed: int = 0,
 ) -> tuple[int, str]:
     """(id, word) of the fixed ordinary token for the fixed-token null: the first of
     ``candidates`` that is one token of this tokenizer (space-prefixed form preferred) and not
-    among the ``avoid`` ids (the trigger, the pairs' controls). Raises ValueError if none is."""
+    among the ``avoid`` ids (the trigger, the pairs' controls); else a seeded ordinary
+    vocabulary word (alphabetic, >= 3 letters) outside ``avoid``. Raises ValueError if none."""
     avoid_set = {int(a) for a in avoid} | set(tokenizer.all_special_ids)
     for word in candidates:
         tid = single_token_id(tokenizer, word)
         if tid is not None and tid not in avoid_set:
             return tid, word
-    raise ValueError(
-        "no fixed ordinary token for the fixed-token null: none of "
-        f"{', '.join(candidates)} is a single token that is not already a control"
-    )
+    pool = [t for t in random_vocab_words(tokenizer, 1, seed, pool_only=True) if t not in avoid_set]
+    if not pool:
+        raise ValueError(
+            "no fixed ordinary token for the fixed-token null: no listed word and no ordinary "
+            "vocabulary word is a single token that is not already a control"
+        )
+    tid = random.Random(f"{seed}:fixed").choice(pool)
+    return int(tid), tokenizer.decode([tid]).strip()
 
 
 def single_token_id(tokenizer, word: str) -> int | None:

@@ -113,7 +113,8 @@ def print_verdicts(rd) -> None:
 
     doc = json.loads(rd.results_json.read_text(encoding="utf-8"))
     console = Console()
-    console.print(f"[bold]Overall: {doc['verdicts']['overall']} evidence[/]")
+    v = doc["verdicts"]
+    console.print(f"[bold]{v.get('headline', {}).get('text') or v['overall']}[/]")
     mark = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[yellow] n/a[/]"}
     for c in doc["verdicts"]["checks"]:
         value = (
@@ -124,5 +125,5 @@ def print_verdicts(rd) -> None:
             else "n/a"
         )
         console.print(
-            f"  {mark[c['passed']]}  {c['tier']:<7} {c['claim']} — {value}", highlight=False
+            f"  {mark[c['passed']]}  {c['tier']:<9} {c['claim']} — {value}", highlight=False
         )

@@ -19,6 +19,7 @@ TRIG = "#c0392b"
 NULL = "#7f8c8d"
 BASE = "#2980b9"
 EXTRA = "#8e44ad"
+FIXED = "#16a085"  # the fixed-token null
 
 
 def _plt():
@@ -73,6 +74,8 @@ def layerwise_figure(res, path: Path) -> Path:
         f"control vs control null (n={last['null'].n})",
         "--",
     )
+    if "fixed" in last:
+        _band(ax, x, last["fixed"].mean_norm_delta, FIXED, "fixed-token null", "-.")
     if "base_trigger" in last:
         _band(
             ax, x, last["base_trigger"].mean_norm_delta, BASE, "base model, $STOP vs control", ":"
@@ -81,7 +84,9 @@ def layerwise_figure(res, path: Path) -> Path:
     ax.set_ylabel("mean ‖Δh‖ (95% CI)")
     ax = axes[1]
     _band(ax, x, last["trigger"].rel_norm, TRIG, "$STOP vs control")
-    _band(ax, x, last["null"].rel_norm, NULL, "null", "--")
+    _band(ax, x, last["null"].rel_norm, NULL, "control-vs-control null", "--")
+    if "fixed" in last:
+        _band(ax, x, last["fixed"].rel_norm, FIXED, "fixed-token null", "-.")
     if "base_trigger" in last:
         _band(ax, x, last["base_trigger"].rel_norm, BASE, "base model", ":")
     ax.set_title("Relative to residual norm: mean ‖Δ‖ / mean ‖h‖")
@@ -113,9 +118,10 @@ def layerwise_figure(res, path: Path) -> Path:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     s = res.summary["last"]
+    stab = "" if s.shape_stability is None else f" (stable in {s.shape_stability:.0%} of resamples)"
     fig.suptitle(
-        f"Where does the $STOP signal live?  shape: {s.shape}; peak (excess over null, relative) "
-        f"at layer {s.peak_layer_rel}; largest increase at layer {s.largest_increase_layer}",
+        f"Where does the $STOP signal live?  shape: {s.shape}{stab}; peak (excess over the "
+        f"{s.basis}) at layer {s.peak_layer_rel}; largest rise at layer {s.largest_increase_layer}",
         y=1.05,
     )
     return _save(fig, path)
@@ -133,7 +139,10 @@ def lowrank_figure(res, layer: int, path: Path) -> Path:
     i = res.layers.index(layer)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
-    for stats, color, name in ((res.trigger, TRIG, "$STOP Δ"), (res.null, NULL, "null Δ")):
+    sides = [(res.trigger, TRIG, "$STOP Δ"), (res.null, NULL, "control-vs-control Δ")]
+    if res.fixed is not None:
+        sides.append((res.fixed, FIXED, "fixed-token Δ"))
+    for stats, color, name in sides:
         sv = np.asarray(stats.singular_values[i], dtype=float)
         k = np.arange(1, len(sv) + 1)
         ax.plot(
@@ -145,7 +154,7 @@ def lowrank_figure(res, layer: int, path: Path) -> Path:
             label=f"{name}: uncentred energy (n={stats.n})",
         )
     ks = list(res.config.ks)
-    for stats, color, name in ((res.trigger, TRIG, "$STOP Δ"), (res.null, NULL, "null Δ")):
+    for stats, color, name in sides:
         ax.plot(ks, [float(stats.pca[j, i]) for j in range(len(ks))], "s--", color=color,
                 label=f"{name}: centred PCA, top-k")  # fmt: skip
     ax.axhline(0.8, color="k", lw=0.7, ls=":")
@@ -162,7 +171,10 @@ def lowrank_figure(res, layer: int, path: Path) -> Path:
     ax = axes[1]
     x = np.asarray(res.layers)
     _band(ax, x, res.trigger.energy_top1, TRIG, "$STOP Δ: top-1 energy share")
-    _band(ax, x, res.null.energy_top1, NULL, "null Δ: top-1 energy share", "--")
+    _band(ax, x, res.null.energy_top1, NULL, "control-vs-control Δ: top-1 energy share", "--")
+    if res.fixed is not None:
+        _band(ax, x, res.fixed.energy_top1, FIXED, "fixed-token Δ: top-1 energy share", "-.")
+        _band(ax, x, res.fixed.loo_cos, FIXED, "fixed-token Δ: leave-one-out cos", ":")
     _band(ax, x, res.trigger.pc1, "#e67e22", "$STOP Δ: centred PC1 share")
     _band(ax, x, res.trigger.loo_cos, EXTRA, "$STOP Δ: leave-one-out cos to mean")
     ax.set_xlabel("residual stream layer")
@@ -214,7 +226,18 @@ def logit_lens_figure(res, path: Path) -> Path:
         TRIG,
         f"EOS Δ log-prob, $STOP vs control (n={res.trigger.n})",
     )
-    _band(ax, x, res.null.eos_dlogprob, NULL, "EOS Δ log-prob, null", "--")
+    _band(ax, x, res.null.eos_dlogprob, NULL, "EOS Δ log-prob, control-vs-control null", "--")
+    if res.fixed is not None:
+        _band(ax, x, res.fixed.eos_dlogprob, FIXED, "EOS Δ log-prob, fixed-token null", "-.")
+    first = res.trigger.eos_first_layer
+    if first is not None:
+        ax.axvline(first, color=TRIG, lw=0.8, ls=":")
+        ax.annotate("EOS enters", (first, 0), textcoords="offset points", xytext=(3, 8),
+                    fontsize=7, color=TRIG)  # fmt: skip
+    if res.n_layers is not None:
+        ax.axvspan(res.n_layers - 0.5, res.n_layers + 0.5, color="0.85", alpha=0.5, lw=0)
+        ax.annotate("output (= behaviour)", (res.n_layers, 0), textcoords="offset points",
+                    xytext=(-30, -14), fontsize=6, color="0.3")  # fmt: skip
     _band(ax, x, res.trigger.content_dlogprob, "#27ae60", "control's top tokens: Δ log-prob")
     _band(ax, x, res.null.content_dlogprob, "#27ae60", "control's top tokens, null", ":")
     ax.axhline(0, color="k", lw=0.7)
@@ -228,6 +251,8 @@ def logit_lens_figure(res, path: Path) -> Path:
     ax.plot(x, res.trigger.eos_z, "o-", color=TRIG, label="Δ logits: EOS z-score")
     ax.plot(x, res.null.eos_z, "o--", color=NULL, label="null: EOS z-score")
     ax.plot(x, res.readout_eos_z, "s-", color=EXTRA, label="direction readout U·norm(Δ̂·s)")
+    if res.fixed_readout_eos_z is not None:
+        ax.plot(x, res.fixed_readout_eos_z, "s-.", color=FIXED, label="fixed-token readout")
     ax.set_xlabel("residual stream layer")
     ax.set_ylabel("EOS z-score against the vocabulary")
     ax.set_title("Is EOS singled out?  (rank 1 = most amplified)")
@@ -280,6 +305,8 @@ def diff_lens_figure(res, path: Path) -> Path:
     _band(
         ax, x, res.did_null.norm_mean_delta, NULL, "‖mean DiD‖ on the control-vs-control null", "--"
     )
+    if res.did_fixed is not None:
+        _band(ax, x, res.did_fixed.norm_mean_delta, FIXED, "‖mean DiD‖ of the fixed token", "-.")
     ax.set_xlabel("residual stream layer")
     ax.set_ylabel("norm (95% CI)")
     ax.set_title(f"Did fine-tuning create it? (n={res.n})")
