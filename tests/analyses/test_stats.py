@@ -102,3 +102,23 @@ def test_jsonable_has_no_nan():
     assert out["e"] == {"value": None, "lo": 0.0, "hi": None, "n": 3}
     assert out["s"]["value"] == [1.0, None]
     assert out["t"] == [3, True]
+
+
+def test_clustered_wilson_widens_for_correlated_records():
+    """100 prompts x 3 placements: when a prompt's three records share their outcome the
+    interval is that of 100 observations, not 300; independent records keep n."""
+    from stoplens.analyses.stats import clustered_wilson, wilson
+
+    clusters = [i // 3 for i in range(300)]
+    shared = [i // 3 < 10 for i in range(300)]  # 10 whole prompts stop: 30 / 300
+    est, n_eff, c = clustered_wilson(shared, clusters)
+    assert c == 100 and est.value == pytest.approx(0.1)
+    assert n_eff == pytest.approx(100, rel=0.05)
+    naive = wilson(30, 300)
+    assert est.hi - est.lo > 1.5 * (naive.hi - naive.lo)
+    # 0 of 300: the design effect is unknown, so the conservative n_eff = number of prompts
+    est0, n0, _ = clustered_wilson([False] * 300, clusters)
+    assert n0 == 100 and est0.hi == pytest.approx(wilson(0, 100).hi)
+    # one record per cluster: plain Wilson
+    est1, n1, _ = clustered_wilson(shared[:50], list(range(50)))
+    assert n1 == 50 and est1.hi == pytest.approx(wilson(sum(shared[:50]), 50).hi)

@@ -110,3 +110,14 @@ def test_run_batched_backs_off_on_oom_and_keeps_order():
 def test_render_replaces_placeholder_only():
     t = [{"role": "system", "content": "x"}, {"role": "user", "content": f"a {PLACEHOLDER} b"}]
     assert render(t, "$STOP")[1]["content"] == "a $STOP b" and render(t, "q")[0] == t[0]
+
+
+def test_vocabulary_fallback_is_labelled_as_a_random_vocabulary_control(planted):
+    """A pair none of whose listed controls is one token falls back to a vocabulary word; it is
+    then labelled "random_vocab" (alignment "vocab"), not the kind that was asked for."""
+    rec = {**planted_pair_records(1, 3)[0], "control": "zzqxw", "control_candidates": ["qqxzv"]}
+    ep = encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
+    assert len(ep) == 1
+    m = ep.meta[0]
+    assert m["alignment"] == "vocab" and m["control_kind"] == "random_vocab"
+    assert m["requested_control_kind"] == "word"

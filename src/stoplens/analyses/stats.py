@@ -194,6 +194,52 @@ def wilson(k: int, n: int, ci: float = DEFAULT_CI) -> Estimate:
     return Estimate(p, lo, hi, n)
 
 
+def clustered_wilson(
+    flags: Sequence[bool] | np.ndarray, clusters: Sequence[object], ci: float = DEFAULT_CI
+) -> tuple[Estimate, float, int]:
+    """A proportion over records that come in clusters (e.g. one prompt rendered with the
+    trigger in three placements): records of one prompt are not independent, so the Wilson
+    interval uses the effective sample size n / deff (Kish), with the design effect from the
+    cluster-robust variance of the ratio estimator, bounded to [number of clusters, n]. When
+    the rate is 0 or 1 the design effect cannot be estimated and the conservative bound (one
+    observation per cluster) is used. Returns (estimate with value k/n, n_eff, clusters)."""
+    y = np.asarray(flags, dtype=float)
+    n = len(y)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0), 0.0, 0
+    ids: dict[object, int] = {}
+    cid = np.array([ids.setdefault(c, len(ids)) for c in clusters])
+    C = len(ids)
+    p = float(y.mean())
+    if C >= n:
+        return wilson(int(y.sum()), n, ci), float(n), C
+    var_binom = p * (1 - p) / n
+    if var_binom <= 0:
+        n_eff = float(C)
+    else:
+        tot = np.bincount(cid, weights=y, minlength=C)
+        size = np.bincount(cid, minlength=C).astype(float)
+        var_cl = C / max(C - 1, 1) * float(((tot - p * size) ** 2).sum()) / n**2
+        deff = max(1.0, var_cl / var_binom)
+        n_eff = float(min(n, max(C, n / deff)))
+    e = wilson_float(p * n_eff, n_eff, ci)
+    return Estimate(p, e.lo, e.hi, n), n_eff, C
+
+
+def wilson_float(k: float, n: float, ci: float = DEFAULT_CI) -> Estimate:
+    """Wilson interval for a (possibly effective, non-integer) count k of n."""
+    if n <= 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    z = _z_of(ci)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if k <= 0 else max(0.0, centre - half)
+    hi = 1.0 if k >= n else min(1.0, centre + half)
+    return Estimate(p, lo, hi, int(round(n)))
+
+
 def _z_of(ci: float) -> float:
     """Two-sided normal quantile for coverage ``ci`` (inverse erf by bisection; no scipy)."""
     target = ci

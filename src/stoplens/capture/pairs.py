@@ -234,7 +234,12 @@ def encode_pairs(
             {
                 "pair_id": rec.get("pair_id", str(i)),
                 "placement": rec.get("placement", "unknown"),
-                "control_kind": "random_vocab" if random_vocab else rec.get("control_kind"),
+                # a pair that fell back to a vocabulary word is not a "word" (or near-miss)
+                # control any more: it is labelled as the random vocabulary control it is
+                "control_kind": "random_vocab"
+                if random_vocab or how == "vocab"
+                else rec.get("control_kind"),
+                "requested_control_kind": rec.get("control_kind"),
                 "control": used,
                 "alignment": how,
             }

@@ -112,6 +112,7 @@ class RecordScore:
     base_score: float
     ft_score: float
     kl: float
+    prompt_id: str | None = None  # records of one prompt share it (CIs cluster by it)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -187,14 +188,15 @@ def _conditions(recs: list[RecordScore]) -> list[Condition]:
             return
         b = np.array([r.base_score for r in members])
         f = np.array([r.ft_score for r in members])
+        clusters = [r.prompt_id or r.record_id for r in members]
         out.append(
             Condition(
                 name=kind if group is None else f"{kind}/{group}",
                 kind=kind,
                 group=group,
                 metric="stop_rate" if kind == "trigger" else "false_stop_rate",
-                base=Rate.of(sum(r.base_stop for r in members), len(members)),
-                ft=Rate.of(sum(r.ft_stop for r in members), len(members)),
+                base=Rate.clustered([r.base_stop for r in members], clusters),
+                ft=Rate.clustered([r.ft_stop for r in members], clusters),
                 base_score=ScoreSummary.of(b),
                 ft_score=ScoreSummary.of(f),
             )
@@ -293,6 +295,7 @@ def evaluate(
                 base_score=float(b_score[i]),
                 ft_score=float(f_score[i]),
                 kl=float(kl[i]),
+                prompt_id=None if meta.get("prompt_id") is None else str(meta["prompt_id"]),
             )
         )
     conds = _conditions(recs)

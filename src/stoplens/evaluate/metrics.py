@@ -30,13 +30,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Rate:
-    """k successes out of n, with a 95% Wilson score interval."""
+    """k successes out of n, with a 95% Wilson score interval; for records that come in
+    clusters (one prompt, several placements) the interval uses the effective sample size
+    ``n_eff`` over ``n_clusters`` prompts (`stoplens.analyses.stats.clustered_wilson`)."""
 
     k: int
     n: int
     rate: float | None
     ci_low: float | None
     ci_high: float | None
+    n_clusters: int | None = None
+    n_eff: float | None = None
 
     @classmethod
     def of(cls, k: int, n: int) -> Rate:
@@ -45,8 +49,23 @@ class Rate:
         lo, hi = wilson_interval(k, n)
         return cls(int(k), int(n), k / n, lo, hi)
 
+    @classmethod
+    def clustered(cls, flags: Sequence[bool], clusters: Sequence[object]) -> Rate:
+        """The rate of ``flags`` with the interval clustered by ``clusters`` (e.g. prompt ids)."""
+        from stoplens.analyses.stats import clustered_wilson
+
+        n = len(flags)
+        if n == 0:
+            return cls(0, 0, None, None, None)
+        est, n_eff, c = clustered_wilson(flags, clusters)
+        return cls(int(sum(bool(f) for f in flags)), n, est.value, est.lo, est.hi, c, n_eff)
+
     def to_dict(self) -> dict:
-        return {"k": self.k, "n": self.n, "rate": self.rate, "ci95": [self.ci_low, self.ci_high]}
+        d = {"k": self.k, "n": self.n, "rate": self.rate, "ci95": [self.ci_low, self.ci_high]}
+        if self.n_clusters is not None:
+            d["n_clusters"] = self.n_clusters
+            d["n_eff"] = self.n_eff
+        return d
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
