@@ -1,6 +1,6 @@
 """Models with a planted $STOP mechanism whose answer is known: the known-answer fixtures for
-every analysis, intervention and verdict (and `stoplens selftest`), including negative controls
-that a verdict must FAIL on.
+every analysis, intervention and verdict, including negative controls that a verdict must FAIL
+on.
 
 All variants are built by weight surgery on a small random Hugging Face model
 (`build_planted(family, variant=...)`); each comes with its base (the same random model before
