@@ -182,13 +182,19 @@ def directional_ablation_hooks(
     model: nn.Module, direction: torch.Tensor
 ) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
     """Hooks that project ``direction`` out of every block input, attention output and MLP
-    output, at all positions (Arditi et al.'s directional ablation). Use with `add_hooks`."""
+    output, at all positions (Arditi et al.'s directional ablation). Use with `add_hooks`.
+
+    The attention and MLP outputs edited are the terms added to the residual stream
+    (`stoplens.models.arch.get_attn_out` / `get_mlp_out`): in post-norm families (Gemma 2/3,
+    OLMo 2) the outputs of the norms after attention and MLP, whose weights would otherwise
+    put the direction back. So the residual stream carries no component along ``direction``
+    at any block input, nor at the last block's output."""
     edit = ablation_edit(direction)
     pre = [(block, edit_input(edit)) for block in arch.get_blocks(model)]
     post: list[tuple[nn.Module, Hook]] = []
     for layer in range(arch.n_layers(model)):
-        post.append((arch.get_attn(model, layer), edit_output(edit)))
-        post.append((arch.get_mlp(model, layer), edit_output(edit)))
+        post.append((arch.get_attn_out(model, layer), edit_output(edit)))
+        post.append((arch.get_mlp_out(model, layer), edit_output(edit)))
     return pre, post
 
 
