@@ -81,7 +81,7 @@ def _judge(model, base, pm) -> Outcome:
             eos_id=pm.eos_id,
             fixed_id=ds.fixed_token[0] if ds.fixed_token else None,
             pad_id=pad,
-        ),  # fmt: skip
+        ),
         "causal": run_causal(
             model, train, val, test, eos_id=pm.eos_id, pad_id=pad, config=CFG, base=base
         ),

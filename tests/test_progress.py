@@ -19,7 +19,7 @@ def test_lines_mode_writes_plain_lines_without_carriage_returns(monkeypatch):
     lines = out.strip().splitlines()
     assert lines[0] == "[stoplens] causal: patching: 4 it"
     assert "4/4 it (100%)" in lines[-1] and lines[-1].endswith("done")
-    assert len(lines) == 6  # start, four updates (log_every=0), done
+    assert len(lines) == 5  # start, three updates (log_every=0), done (not the last update)
 
 
 def test_env_override_and_disabled(monkeypatch):

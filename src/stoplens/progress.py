@@ -98,7 +98,8 @@ class LineBar:
     def update(self, n: int = 1) -> None:
         self.n += int(n)
         now = time.perf_counter()
-        if self.enabled and now - self._last >= self.log_every:
+        finished = self.total is not None and self.n >= self.total  # close() says "done"
+        if self.enabled and not finished and now - self._last >= self.log_every:
             self._last = now
             self._write(self._line())
 

@@ -139,6 +139,7 @@ def evidence(
 
 
 def causal(necessary: float = 1.0, sufficient: float = 1.0, kl: float = 0.01, selection_passed: bool = True,
+           selection_filters: dict | None = None,
            general_necessary: float | None = 1.0, general_sufficient: float | None = 1.0,
            split_selection_passed: bool = True, base_stop: float | None = 0.0):  # fmt: skip
     """A causal result as the checks read it (real `Evidence` objects in a namespace)."""
@@ -155,9 +156,10 @@ def causal(necessary: float = 1.0, sufficient: float = 1.0, kl: float = 0.01, se
             null_mean=None, null_p95=None, p_value=None, control=None,
             thresholds={"max_stop_rate": 0.05},
         )  # fmt: skip
+    sel = {"selection_filters": selection_filters} if selection_filters is not None else {}
     return SimpleNamespace(
         selection=SimpleNamespace(passed=selection_passed, reason="hand-made selection"),
-        necessary=evidence(necessary),
+        necessary=evidence(necessary, details=sel),
         sufficient=evidence(sufficient),
         general_necessary=gen(general_necessary),
         general_sufficient=gen(general_sufficient),

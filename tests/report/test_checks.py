@@ -10,6 +10,8 @@ from stoplens.report.verdicts import Thresholds
 from . import factories as f
 
 TH = Thresholds()
+NO_ABLATION = {"layer": True, "nonzero": True, "ablation": False, "addition": True, "kl": False}
+NO_ADDITION = {"layer": True, "nonzero": True, "ablation": True, "addition": False, "kl": True}
 GOOD_LENS = dict(eos_dlp=[0, 0, 5, 6, 7], rank=[9999, 500, 1, 1, 1], content=-3.0, first=2)
 FIXED_LENS = dict(eos_dlp=[0, 0.1, 0.1, 0.2, 0.2], rank=[9999, 800, 900, 700, 600], content=0.0)
 
@@ -119,6 +121,11 @@ def test_behaviour_gate_and_specificity():
         ({"sufficient": 0.2}, "sufficient", False),
         ({"general_sufficient": 0.1}, "general:sufficient", False),
         ({"split_selection_passed": False}, "general:necessary", False),
+        # a layer that failed its ablation / KL filters on VAL: necessity fails, sufficiency
+        # (whose addition filter passed) is still judged on its own numbers
+        ({"selection_passed": False, "selection_filters": NO_ABLATION}, "necessary", False),
+        ({"selection_passed": False, "selection_filters": NO_ABLATION}, "sufficient", True),
+        ({"selection_passed": False, "selection_filters": NO_ADDITION}, "sufficient", False),
     ],
 )
 def test_causal_checks(kw, key, expected):
@@ -129,7 +136,7 @@ def test_causal_checks(kw, key, expected):
         and key in ("necessary", "sufficient")
         and kw.get("selection_passed") is False
     ):
-        assert "failed validation" in c[key].note
+        assert "failed its validation" in c[key].note
     if key == "necessary" and kw.get("kl", 0) > 1:
         assert "not cheap" in c[key].note
 

@@ -479,6 +479,12 @@ def checkpoint_dynamics(
 # --- orchestration ------------------------------------------------------------------------------
 
 
+def _filters_of(sel: DirectionSelection) -> dict[str, bool]:
+    """The validation filters of the selected layer (which of them it passed)."""
+    chosen = next((c for c in sel.candidates if c.layer == sel.layer), None)
+    return {} if chosen is None else dict(chosen.filters)
+
+
 def _heldout_splits(
     cfg: CausalConfig, train: EncodedPairs, test: EncodedPairs
 ) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -538,6 +544,7 @@ def _worst(
                     "layer": g.layer,
                     "alpha": g.alpha,
                     "selection_passed": None if g.selection is None else g.selection.passed,
+                    "selection_filters": None if g.selection is None else _filters_of(g.selection),
                 }
                 for g in gens
             ],
@@ -692,6 +699,7 @@ def run_causal(
             )
     sel_details = {
         "selection_passed": sel.passed,
+        "selection_filters": _filters_of(sel),
         "selection_reason": sel.reason,
         "candidate_layers": candidates,
         "guided_by_patching": guided,

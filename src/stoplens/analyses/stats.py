@@ -211,7 +211,7 @@ def clustered_wilson(
     cid = np.array([ids.setdefault(c, len(ids)) for c in clusters])
     C = len(ids)
     p = float(y.mean())
-    if C >= n:
+    if n <= C:
         return wilson(int(y.sum()), n, ci), float(n), C
     var_binom = p * (1 - p) / n
     if var_binom <= 0:
@@ -237,7 +237,7 @@ def wilson_float(k: float, n: float, ci: float = DEFAULT_CI) -> Estimate:
     half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
     lo = 0.0 if k <= 0 else max(0.0, centre - half)
     hi = 1.0 if k >= n else min(1.0, centre + half)
-    return Estimate(p, lo, hi, int(round(n)))
+    return Estimate(p, lo, hi, round(n))
 
 
 def _z_of(ci: float) -> float:

@@ -571,13 +571,32 @@ def cheap_check(causal) -> Check | None:
     )
 
 
+# which validation filters of the selected layer each claim rests on
+_NEEDS = {
+    "necessary": ("layer", "nonzero", "ablation", "kl"),
+    "sufficient": ("layer", "nonzero", "addition"),
+}
+
+
+def _validated(filters: dict[str, bool] | None, passed: bool | None, claim: str) -> bool:
+    """Did the selected layer pass the VAL filters this claim rests on? (All filters when the
+    per-filter record is missing.)"""
+    if not filters:
+        return bool(passed)
+    return all(filters.get(k, False) for k in _NEEDS[claim])
+
+
 def causal_checks(causal) -> list[Check]:
-    sel_ok = bool(causal.selection.passed)
-    sel_why = (
-        (True, "")
-        if sel_ok
-        else (False, f"the selected layer failed validation ({causal.selection.reason})")
-    )
+    sel = causal.selection
+    filters = causal.necessary.details.get("selection_filters")
+
+    def sel_why(claim: str) -> tuple[bool, str]:
+        if _validated(filters, sel.passed, claim):
+            return True, ""
+        failed = [k for k in _NEEDS[claim] if filters and not filters.get(k, False)]
+        what = f" (fails: {', '.join(failed)})" if failed else ""
+        return False, f"the selected layer failed its validation on VAL{what}: {sel.reason}"
+
     cheap = cheap_check(causal)
     cheap_prereq = (
         []
@@ -594,13 +613,13 @@ def causal_checks(causal) -> list[Check]:
             causal.necessary,
             "Necessary: ablating the direction removes stopping beyond the random-direction null",
             "necessary",
-            [sel_why, *cheap_prereq],
+            [sel_why("necessary"), *cheap_prereq],
         ),
         _effect_check(
             causal.sufficient,
             "Sufficient: adding the direction induces stopping beyond the random-direction null",
             "sufficient",
-            [sel_why],
+            [sel_why("sufficient")],
         ),
     ]
     for ev, claim, key in (
@@ -617,9 +636,15 @@ def causal_checks(causal) -> list[Check]:
     ):
         if ev is None:
             continue
+        claim_of = key.split(":")[1]
         splits = ev.details.get("per_split", [])
-        bad = [s for s in splits if s.get("selection_passed") is False]
-        pre = [(not bad, f"{len(bad)} split(s) failed their own selection on VAL")]
+        bad = [
+            s
+            for s in splits
+            if s.get("selection_passed") is not None
+            and not _validated(s.get("selection_filters"), s.get("selection_passed"), claim_of)
+        ]
+        pre = [(not bad, f"{len(bad)} split(s) failed their own {claim_of} validation on VAL")]
         out.append(_effect_check(ev, claim, key, pre))
     if cheap is not None:
         out.append(cheap)
