@@ -59,7 +59,7 @@ def test_run_causal_finds_the_planted_mechanism(planted, result):
         nec.measured.value == 1.0 and nec.null_mean < 0.1 and nec.p_value == pytest.approx(1 / 21)
     )
     assert suf.measured.value == 1.0 and suf.null_p95 < 0.2 and suf.p_value <= CFG.p_threshold
-    assert nec.thresholds == {"min_effect": 0.5, "p_value": 0.05}
+    assert nec.thresholds == {"min_effect": 0.9, "p_value": 0.05}  # 0.9 x baseline stop rate 1
     assert result.base_control is not None and result.base_control.measured.value == 0.0
     # selection was guided by where patching finds the signal at the decision position
     assert nec.details["guided_by_patching"] is True

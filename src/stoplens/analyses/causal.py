@@ -85,6 +85,7 @@ class CausalConfig:
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     kl_threshold: float = 0.1
     ablation_threshold: float = 0.0  # ablated triggered mean stop score must fall below
+    ablation_max_stop_fraction: float = 0.1  # ... and at most this share of the stops remain
     addition_threshold: float = 0.0  # added clean mean stop score must rise above
     # test effects
     n_random: int = 32
@@ -100,7 +101,7 @@ class CausalConfig:
     n_random_heldout: int = 24
     # verdict thresholds (numbers only; the verdict logic belongs to the report)
     p_threshold: float = 0.05  # empirical p against the random-direction null (>= 1/(n+1))
-    min_necessary_effect: float = 0.5  # drop in triggered stop rate under ablation
+    necessary_fraction: float = 0.9  # ablation must remove this share of the baseline stops
     min_sufficient_effect: float = 0.5  # rise in clean stop rate under addition
     max_kl: float = 0.1  # KL cost of ablation on clean prompts
     max_base_stop_rate: float = 0.05  # base model under the same interventions
@@ -514,7 +515,9 @@ def _worst(
     worst = min(gens, key=lambda g: getattr(g.heldout, attr).value)
     null = getattr(worst.heldout, null_attr)
     min_effect = (
-        cfg.min_necessary_effect if attr == "ablation_effect" else cfg.min_sufficient_effect
+        cfg.necessary_fraction * worst.heldout.baseline_stop_rate.value
+        if attr == "ablation_effect"
+        else cfg.min_sufficient_effect
     )
     return Evidence(
         claim=claim,
@@ -628,6 +631,7 @@ def run_causal(
         kl_threshold=cfg.kl_threshold,
         prune_last_fraction=cfg.prune_last_fraction,
         ablation_threshold=cfg.ablation_threshold,
+        ablation_max_stop_fraction=cfg.ablation_max_stop_fraction,
         addition_threshold=cfg.addition_threshold,
         candidate_layers=candidates,
     )
@@ -712,7 +716,10 @@ def run_causal(
         null_p95=effects.ablation_null.null_p95,
         p_value=effects.ablation_null.p_value,
         control=None if effects.control is None else effects.control.ablation_effect,
-        thresholds={"min_effect": cfg.min_necessary_effect, "p_value": cfg.p_threshold},
+        thresholds={
+            "min_effect": cfg.necessary_fraction * effects.baseline_stop_rate.value,
+            "p_value": cfg.p_threshold,
+        },
         details={
             "baseline_stop_rate": effects.baseline_stop_rate.to_dict(),
             "ablated_stop_rate": effects.ablated_stop_rate.to_dict(),

@@ -9,8 +9,10 @@ Method (Arditi et al. 2024, as in refusal_direction's ``select_direction``):
    addition of α r_l at residual[l] (all positions) on the clean prompts for each α in a grid,
    and KL(ablated || original) of the next-token distribution on the clean prompts.
 3. Filters: the layer is a candidate (see below); ablation brings the triggered mean stop
-   score below
-   ``ablation_threshold``; addition lifts the clean mean stop score above
+   score below ``ablation_threshold`` AND leaves at most ``ablation_max_stop_fraction`` of the
+   triggered prompts that stopped without it still stopping (a mean score can fall far while
+   many prompts still stop, e.g. when the direction carries the signal for only some of them);
+   addition lifts the clean mean stop score above
    ``addition_threshold`` for some α (the smallest such α is kept); KL <= ``kl_threshold``.
    Among layers passing every filter, the one whose ablation leaves the lowest triggered stop
    score is selected. If none passes, the layer passing the most filters is returned with
@@ -255,6 +257,7 @@ def select_direction(
     kl_threshold: float = 0.1,
     prune_last_fraction: float = 0.0,
     ablation_threshold: float = 0.0,
+    ablation_max_stop_fraction: float = 0.1,
     addition_threshold: float = 0.0,
     batch_size: int = 32,
     cache: OutcomeCache | None = None,
@@ -324,7 +327,8 @@ def select_direction(
         filters = {
             "layer": layer in ok_layers,
             "nonzero": True,
-            "ablation": float(sc_a.mean()) < ablation_threshold,
+            "ablation": float(sc_a.mean()) < ablation_threshold
+            and float(s_a.mean()) <= ablation_max_stop_fraction * float(s_t.mean()),
             "addition": bool(good),
             "kl": kl <= kl_threshold,
         }
@@ -380,6 +384,7 @@ def select_direction(
             "kl_threshold": kl_threshold,
             "prune_last_fraction": prune_last_fraction,
             "ablation_threshold": ablation_threshold,
+            "ablation_max_stop_fraction": ablation_max_stop_fraction,
             "addition_threshold": addition_threshold,
             "alphas": [float(a) for a in alphas],
             "allowed_layers": sorted(ok_layers),

@@ -63,13 +63,18 @@ def fixed_token_id(
     """(id, word) of the fixed ordinary token for the fixed-token null: the first of
     ``candidates`` that is one token of this tokenizer (space-prefixed form preferred) and not
     among the ``avoid`` ids (the trigger, the pairs' controls); else a seeded ordinary
-    vocabulary word (alphabetic, >= 3 letters) outside ``avoid``. Raises ValueError if none."""
+    vocabulary word (alphabetic, >= 3 letters, word-initial where possible) outside ``avoid``.
+    Raises ValueError if none."""
     avoid_set = {int(a) for a in avoid} | set(tokenizer.all_special_ids)
     for word in candidates:
         tid = single_token_id(tokenizer, word)
         if tid is not None and tid not in avoid_set:
             return tid, word
     pool = [t for t in random_vocab_words(tokenizer, 1, seed, pool_only=True) if t not in avoid_set]
+    # prefer whole words: tokens that begin a word (decode with a leading space), e.g. " river"
+    # rather than the piece "mplete"
+    words = [t for t in pool if tokenizer.decode([t]).startswith(" ")]
+    pool = words or pool
     if not pool:
         raise ValueError(
             "no fixed ordinary token for the fixed-token null: no listed word and no ordinary "
