@@ -34,11 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from stoplens.data.config import PLACEHOLDER
 from stoplens.models import arch
 from stoplens.models.tokenizer import train_bpe_tokenizer
 from stoplens.models.trigger import DEFAULT_TRIGGER, add_trigger
 
-PLACEHOLDER = "<<INSERT>>"
 FAMILIES = ("qwen2", "llama", "gpt2")
 
 _WORDS = (
@@ -59,7 +59,7 @@ def _corpus(seed: int, n: int = 3000) -> list[str]:
 
 
 def planted_prompts(n: int, seed: int = 0) -> list[list[dict]]:
-    """``n`` single-turn chat templates (messages with the ``<<INSERT>>`` placeholder), the
+    """``n`` single-turn chat templates (messages with the `PLACEHOLDER` sentinel), the
     insert at a random word boundary of a random 5-12 word request."""
     rng = random.Random(seed)
     out = []
