@@ -137,7 +137,7 @@ def _build(gguf: Path, out: Path) -> dict[str, Any]:
         raise StoplensError(
             f"could not read {gguf}: {_first_line(e)}; install the GGUF reader with {INSTALL_HINT}"
         ) from None
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except Exception as e:  # a truncated or foreign file fails anywhere in the reader
         raise StoplensError(
             f"could not read {gguf} as a causal LM: {_first_line(e)}; pass a GGUF file of a "
             "decoder-only model whose architecture transformers can read from GGUF"
