@@ -647,7 +647,9 @@ def load_model(
                     "tokenizer does not belong to this model"
                 )
 
-    merged = merge and adapter_dir is not None
+    # weights offloaded by a device_map (on the meta device) cannot be merged: keep the adapter
+    offloaded = any(p.device.type == "meta" for p in model_out.parameters())
+    merged = merge and adapter_dir is not None and not offloaded
     if merged:
         model_out = merge_adapter(model_out, trigger_id)
     if device_map is None:
@@ -682,18 +684,18 @@ def merge_adapter(model: nn.Module, trigger_id: int | None = None) -> nn.Module:
     if not isinstance(model, PeftModel):
         return model
 
-    def readout() -> tuple[torch.Tensor, torch.Tensor] | None:
+    def readout(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The trigger's effective input embedding and its readout through the LM head."""
         if trigger_id is None:
             return None
-        emb = arch.get_embed(model)
+        emb = arch.get_embed(m)
         ids = torch.tensor([[trigger_id]], device=next(emb.parameters()).device)
         row = emb(ids)[0, 0]
-        return row.float().cpu(), arch.get_unembed(model)(row).float().cpu()
+        return row.float().cpu(), arch.get_unembed(m)(row).float().cpu()
 
-    before = readout()
+    before = readout(model)
     merged = model.merge_and_unload()
-    model = merged
-    after = readout()
+    after = readout(merged)
     if before is not None and after is not None:
         for what, b, a in (
             ("input embedding", before[0], after[0]),
