@@ -163,9 +163,12 @@ def _dataset_trigger(data_dir: Path | None, trigger: str | None) -> str:
     """The trigger to train with: the dataset's (its manifest), which an explicit --trigger
     must match; $STOP for the embedded dataset or a dataset without a manifest."""
     from stoplens.data import dataset_trigger
+    from stoplens.data.trigger import check_trigger
     from stoplens.errors import StoplensError
     from stoplens.models.trigger import DEFAULT_TRIGGER
 
+    if trigger is not None:
+        check_trigger(trigger)
     have = dataset_trigger(data_dir) if data_dir is not None else None
     if have is not None and trigger is not None and trigger != have:
         raise StoplensError(
