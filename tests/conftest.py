@@ -141,7 +141,7 @@ def _write_tiny_gguf(path, *, tied: bool = True, seed: int = 0):
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("tiny")
     w.add_block_count(n_layers)
-    w.add_context_length(128)
+    w.add_context_length(1024)
     w.add_embedding_length(d)
     w.add_feed_forward_length(ff)
     w.add_head_count(heads)

