@@ -17,12 +17,11 @@ from stoplens.models import arch
 from stoplens.models.load import (
     ADAPTER_META,
     load_model,
-    merge_adapter,
     rebase_adapters,
     resolve_trigger,
-    save_merged,
     stored_trigger,
 )
+from stoplens.models.merge import merge_adapter, save_merged
 from stoplens.models.tiny import dataset_texts, random_model
 from stoplens.models.tokenizer import train_bpe_tokenizer
 from stoplens.models.trigger import find_trigger

@@ -1,6 +1,6 @@
 """`stoplens merge`: write a LoRA fine-tune merged into its base as a plain Hugging Face model
 folder (loads with ``AutoModelForCausalLM.from_pretrained``; serve it like any model). The work
-is `stoplens.models.load.save_merged`."""
+is `stoplens.models.merge.save_merged`."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def register(app: typer.Typer) -> None:
             load_model,
             resolve_trained_dir,
             resolve_trigger,
-            save_merged,
         )
+        from stoplens.models.merge import save_merged
 
         if quiet:
             from transformers.utils import logging as hf_logging

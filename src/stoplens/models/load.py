@@ -1,11 +1,14 @@
 """Loading a model for stoplens: a local directory or a hub id, a plain / merged / fully
 fine-tuned model, or a peft adapter applied on its base, with its tokenizer and trigger checked.
 
-Owns: resolving what ``model`` / ``adapter`` point at, dtype and device defaults (fp32 on CPU,
-bf16 on CUDA), offline behaviour (never hang on an unreachable hub), the adapter-vs-base
-compatibility check, the trigger check on load, and the "stop token" of a chat template (the
-token an empty assistant reply consists of). Must not: know module names (ask
-`stoplens.models.arch`), train, or evaluate.
+Owns: resolving what ``model`` / ``adapter`` point at (a ``.gguf`` file becomes its cached
+folder, see `stoplens.models.gguf`), `preflight` (resolve and load config + tokenizer without
+weights, to fail fast), dtype and device defaults (fp32 on CPU, bf16 on CUDA), offline
+behaviour (never hang on an unreachable hub), the adapter-vs-base compatibility check, the
+trigger check on load, the stoplens metadata of adapters (the trigger they were trained with,
+the base path, `rebase_adapters` for trees built under a temporary name), and the "stop token"
+of a chat template (the token an empty assistant reply consists of). Must not: know module
+names (ask `stoplens.models.arch`), merge (`stoplens.models.merge`), train, or evaluate.
 
 Adapter directories written by `stoplens train` carry a ``stoplens_adapter.json`` (see
 :func:`write_adapter_meta`) describing the base they were trained on; loading checks the base
@@ -555,7 +558,8 @@ def load_model(
     model. ``adapter``: a peft adapter folder (e.g. a training checkpoint) to apply on ``model``.
     ``dtype``/``device``: default bf16 on CUDA, fp32 on CPU. ``device_map`` (e.g. "auto") is
     passed to transformers and then ``device`` is not applied. ``merge``: merge the adapter
-    into the (freshly loaded) base for inference (`merge_adapter`): the same outputs within
+    into the (freshly loaded) base for inference (`stoplens.models.merge.merge_adapter`): the
+    same outputs within
     float tolerance, without the adapter's extra matmuls in every linear layer.
 
     Trigger: with ``require_trigger`` (the default; for fine-tuned models) the trigger must be
@@ -651,6 +655,8 @@ def load_model(
     offloaded = any(p.device.type == "meta" for p in model_out.parameters())
     merged = merge and adapter_dir is not None and not offloaded
     if merged:
+        from stoplens.models.merge import merge_adapter
+
         model_out = merge_adapter(model_out, trigger_id)
     if device_map is None:
         model_out = model_out.to(device_str)
@@ -668,77 +674,6 @@ def load_model(
             merged=merged,
         ),
     )
-
-
-@torch.no_grad()
-def merge_adapter(model: nn.Module, trigger_id: int | None = None) -> nn.Module:
-    """Merge a peft model's adapters into its base weights (in place) and return the plain
-    base model: LoRA deltas into the linear layers, trained token rows into the embedding (and,
-    with tied embeddings, the LM head that shares it).
-
-    Checked, because a lost trigger row would silently turn the fine-tune into the base: the
-    trigger's input embedding and its unembedding readout are the same before and after.
-    """
-    from peft import PeftModel
-
-    if not isinstance(model, PeftModel):
-        return model
-
-    def readout(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The trigger's effective input embedding and its readout through the LM head."""
-        if trigger_id is None:
-            return None
-        emb = arch.get_embed(m)
-        ids = torch.tensor([[trigger_id]], device=next(emb.parameters()).device)
-        row = emb(ids)[0, 0]
-        return row.float().cpu(), arch.get_unembed(m)(row).float().cpu()
-
-    before = readout(model)
-    merged = model.merge_and_unload()
-    after = readout(merged)
-    if before is not None and after is not None:
-        for what, b, a in (
-            ("input embedding", before[0], after[0]),
-            ("readout", before[1], after[1]),
-        ):
-            if not torch.allclose(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()) + 1e-6):
-                raise StoplensError(
-                    f"merging the adapter changed the trigger's {what} (max |Δ| "
-                    f"{float((a - b).abs().max()):.3g}); load it unmerged (--inference adapter)"
-                )
-    return merged
-
-
-def save_merged(
-    loaded: LoadedModel,
-    out_dir: str | Path,
-    *,
-    trigger: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``loaded`` as a plain Hugging Face folder (a peft model is merged first, on a
-    copy): safetensors weights, the tokenizer with the trigger, and ``stoplens_adapter.json``
-    naming the base and the trigger. Loads with ``AutoModelForCausalLM.from_pretrained(out_dir)``
-    (and `load_model`). Written atomically; returns ``out_dir``."""
-    import copy
-
-    from peft import PeftModel
-
-    from stoplens.io import atomic_dir
-
-    model: Any = loaded.model
-    if isinstance(model, PeftModel):
-        model = merge_adapter(copy.deepcopy(model), loaded.trigger_id)
-    if trigger is None and loaded.trigger_id is not None:
-        trigger = loaded.tokenizer.convert_ids_to_tokens(loaded.trigger_id)
-    out = Path(out_dir)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        meta = adapter_meta(model, trigger, loaded.trigger_id, loaded.source.model)
-        meta["merged_from"] = loaded.source.adapter
-        write_adapter_meta(tmp, meta, final_dir=out)
-    return out
 
 
 def _apply_adapter(base: nn.Module, adapter_dir: Path, base_name: str) -> nn.Module:
