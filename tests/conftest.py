@@ -137,3 +137,76 @@ def family_model_random_norms(request: pytest.FixtureRequest):
     model = AutoModelForCausalLM.from_config(_family_configs()[request.param]).eval()
     assert randomize_norms(model, seed=1) >= 3 + 1  # one per block at least, and the final
     return model.to(request.config.getoption("--device"))
+
+
+@pytest.fixture(scope="session")
+def write_gguf():
+    """`_write_tiny_gguf`, for tests that need a .gguf model file."""
+    pytest.importorskip("gguf")
+    return _write_tiny_gguf
+
+
+def _write_tiny_gguf(path, *, tied: bool = True, seed: int = 0):
+    """Write a tiny Llama GGUF file (2 layers, d = 32, Q8_0 weights, byte-level BPE tokenizer
+    with a ChatML template) with the `gguf` package: a stand-in for a real .gguf model."""
+    import json
+    import random
+
+    import gguf
+    import numpy as np
+
+    from stoplens.models.tokenizer import CHATML_TEMPLATE, train_bpe_tokenizer
+
+    words = "apple river mountain garden please explain the a of to 12 345 stop".split()
+    rng_w = random.Random(seed)
+    texts = [" ".join(rng_w.choice(words) for _ in range(8)) for _ in range(300)] + words
+    tok = train_bpe_tokenizer(texts, vocab_size=300, trigger=None)
+    vocab, d, n_layers, heads, ff = len(tok), 32, 2, 4, 64
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in merges]
+    specials = set(tok.all_special_ids)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny")
+    w.add_block_count(n_layers)
+    w.add_context_length(1024)
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(heads)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(d // heads)
+    w.add_vocab_size(vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tok.convert_ids_to_tokens(list(range(vocab))))
+    w.add_token_types([3 if i in specials else 1 for i in range(vocab)])
+    w.add_token_merges(merges)
+    w.add_eos_token_id(tok.eos_token_id)
+    w.add_pad_token_id(tok.pad_token_id)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHATML_TEMPLATE)
+    rng = np.random.default_rng(seed)
+
+    def quantised(name: str, shape: tuple[int, ...]) -> None:
+        a = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+        q = gguf.GGMLQuantizationType.Q8_0
+        w.add_tensor(name, gguf.quants.quantize(a, q), raw_dtype=q)
+
+    quantised("token_embd.weight", (vocab, d))
+    for i in range(n_layers):
+        for norm in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{i}.{norm}.weight", np.ones(d, np.float32))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            quantised(f"blk.{i}.{proj}.weight", (d, d))
+        quantised(f"blk.{i}.ffn_gate.weight", (ff, d))
+        quantised(f"blk.{i}.ffn_up.weight", (ff, d))
+        quantised(f"blk.{i}.ffn_down.weight", (d, ff))
+    w.add_tensor("output_norm.weight", np.ones(d, np.float32))
+    if not tied:
+        quantised("output.weight", (vocab, d))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

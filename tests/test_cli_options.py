@@ -39,13 +39,18 @@ def test_analysis_commands_keep_their_shared_flags(command: str) -> None:
     for name in ("model", "adapter", "base", "device", "dtype", "device_map"):
         assert opts[name][2] is None, name
     assert opts["run_dir"][2] == Path("runs/default")
+    # the trigger defaults to the one the model was trained with (None until resolved)
+    assert opts["trigger"] == (["--trigger"], [], None)
+    assert opts["inference"] == (["--inference"], [], "merged")
 
 
 @pytest.mark.parametrize("command", ["data", "eval", "train"])
 def test_stage_commands_keep_their_named_flags(command: str) -> None:
     opts = _options(command)
     assert opts["run_dir"] == (["--run-dir"], [], Path("runs/default"))
-    assert opts["trigger"] == (["--trigger"], [], "$STOP")
+    # data makes the trigger; train and eval read it from the dataset / the model
+    want = "$STOP" if command == "data" else None
+    assert opts["trigger"] == (["--trigger"], [], want)
     if command != "data":
         assert opts["device"] == (["--device"], [], None)
         assert opts["dtype"] == (["--dtype"], [], None)
@@ -63,6 +68,13 @@ def test_model_spec_checks_every_local_path(tmp_path: Path) -> None:
     assert (spec.device, spec.dtype, spec.trust_remote_code) == ("cpu", "float32", True)
     with pytest.raises(StoplensError, match="--knowledge"):
         common.model_spec(**none, trust_remote_code=False, knowledge=str(tmp_path / "missing"))
+    assert common.model_spec(**none, trust_remote_code=False).trigger is None
+    odd = common.model_spec(**none, trust_remote_code=False, trigger="<<STOP>>")
+    assert (odd.trigger, odd.inference) == ("<<STOP>>", "merged")
+    with pytest.raises(StoplensError, match="--inference 'fast'"):
+        common.model_spec(**none, trust_remote_code=False, inference="fast")
+    with pytest.raises(StoplensError, match="whitespace"):
+        common.model_spec(**none, trust_remote_code=False, trigger="$ST OP")
 
 
 def test_analyze_options_parse_and_validate() -> None:

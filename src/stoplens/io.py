@@ -96,6 +96,35 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_cache_dir(final: str | Path, done_file: str) -> Iterator[Path | None]:
+    """Build a cache folder once: yields None if ``final/done_file`` already exists (a complete
+    entry), else a fresh temp sibling to build into, renamed to ``final`` when the block
+    succeeds. ``done_file`` must be written last inside the block: its presence marks a
+    complete entry, so an interrupted build is never reused. When another process finished
+    the same entry first, its folder is kept and this build is discarded."""
+    final = Path(final)
+    if (final / done_file).is_file():
+        yield None
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    try:
+        yield tmp
+        if not (tmp / done_file).is_file():
+            raise RuntimeError(f"cache build of {final} did not write {done_file}")
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same entry first: use theirs
+            if not (final / done_file).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 Validator = Callable[[dict], None]
 
 

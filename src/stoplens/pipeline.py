@@ -22,16 +22,21 @@ from stoplens.rundir import RunDir
 
 ANALYSES = ("layerwise", "lowrank", "logit-lens", "diff-lens")
 CONTROL_KINDS = ("word", "near_miss", "random_word", "random_vocab")
+INFERENCE = ("merged", "adapter")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which models to analyse. All None: the embedded default.
 
-    ``model``: the fine-tuned model (a merged model dir / hub id), or the base when
-    ``adapter`` is given. ``base``: the base model for the base-vs-fine-tuned control
+    ``model``: the fine-tuned model (a merged model dir / hub id / .gguf file), or the base
+    when ``adapter`` is given. ``base``: the base model for the base-vs-fine-tuned control
     (default: ``model`` when an adapter is given). ``knowledge``: an optional second
     fine-tune (knowledge regime) of the same base, as an adapter dir or a model dir.
+    ``trigger``: None means the trigger the models were trained with (their
+    ``stoplens_adapter.json``), else ``$STOP``; `resolve_spec` fixes it. ``inference``:
+    "merged" runs eval, analyses and causal suite on a merged copy of an adapter model (no
+    extra LoRA matmuls); "adapter" on the unmerged peft model.
     """
 
     model: str | None = None
@@ -42,11 +47,16 @@ class ModelSpec:
     dtype: str | None = None
     device_map: str | None = None
     trust_remote_code: bool = False
-    trigger: str = "$STOP"
+    trigger: str | None = None
+    inference: str = "merged"
 
     @property
     def embedded(self) -> bool:
         return self.model is None and self.adapter is None
+
+    @property
+    def merge(self) -> bool:
+        return self.inference == "merged"
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ def load_base_with_trigger(
     from stoplens.models.load import load_model
     from stoplens.models.trigger import add_trigger, has_trigger
 
+    assert spec.trigger is not None, "resolve the spec first (resolve_spec)"
     base = load_model(
         path,
         dtype=spec.dtype,
@@ -137,13 +148,68 @@ def load_base_with_trigger(
     return base, added
 
 
-def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
-    from stoplens.models.load import load_model
+def resolve_spec(spec: ModelSpec, *, train: bool = False, progress: bool = True) -> ModelSpec:
+    """Fail fast, before any stage writes: every model of ``spec`` is resolved (a ``.gguf``
+    file becomes its cached Hugging Face folder, a hub id must be reachable or cached) and its
+    config and tokenizer load, without weights; the trigger is fixed (the models' stoplens
+    metadata, else ``spec.trigger``, else ``$STOP``; a conflict is an error) and checked
+    against every tokenizer. ``train``: ``spec.model`` is a base that `run` will fine-tune."""
+    from stoplens.models.load import preflight, resolve_trigger
 
-    ckpt_root = run_dir / "checkpoints"
+    if spec.inference not in INFERENCE:
+        raise StoplensError(
+            f"--inference {spec.inference!r} is unknown; use one of {', '.join(INFERENCE)}"
+        )
+    if spec.embedded:
+        from stoplens.models.tiny import TinyConfig
+
+        tiny = TinyConfig().data.trigger
+        if spec.trigger not in (None, tiny):
+            raise StoplensError(
+                f"--trigger {spec.trigger!r}: the embedded default pair was trained with "
+                f"{tiny!r}; omit --trigger, or fine-tune your own model with it "
+                f"(`stoplens run --model M --trigger {spec.trigger!r}`)"
+            )
+        return replace(spec, trigger=tiny)
+    if spec.model is None:
+        raise StoplensError("--adapter needs --model (the base model the adapter was trained on)")
+    trigger = resolve_trigger(spec.trigger, spec.adapter, spec.model, spec.knowledge, spec.base)
+    kw: dict[str, Any] = dict(
+        trigger=trigger, trust_remote_code=spec.trust_remote_code, progress=progress
+    )
+    model = preflight(
+        spec.model, what="--model", fine_tuned=not train and spec.adapter is None, **kw
+    )
+    if spec.adapter is not None:
+        preflight(spec.adapter, what="--adapter", fine_tuned=True, **kw)
+    base = spec.base
+    if base is not None:
+        base = preflight(base, what="--base", fine_tuned=False, **kw)
+    if spec.knowledge is not None:
+        preflight(spec.knowledge, what="--knowledge", fine_tuned=True, **kw)
+    return replace(spec, model=model, base=base, trigger=trigger)
+
+
+def check_data_trigger(data_dir: Path, trigger: str) -> None:
+    """The dataset must have been generated with the models' trigger (else no pair aligns)."""
+    from stoplens.data import dataset_trigger
+
+    have = dataset_trigger(data_dir)
+    if have is not None and have != trigger:
+        raise StoplensError(
+            f"the dataset {data_dir} was generated with trigger {have!r} but the models use "
+            f"{trigger!r}; regenerate it (`stoplens data --trigger {trigger!r}`) or pass --data"
+        )
+
+
+def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
+    """(step, loader) for every complete checkpoint of a `stoplens train` output folder."""
+    from stoplens.models.load import load_model
+    from stoplens.train.run import list_checkpoints
+
     out = []
-    for d in sorted(ckpt_root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
-        step = int(d.name.split("-")[-1])
+    for d in list_checkpoints(run_dir):
+        step = int(d.name.rsplit("-", 1)[-1])
         out.append(
             (
                 step,
@@ -154,6 +220,8 @@ def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
                         dtype=spec.dtype,
                         device=spec.device,
                         trigger=spec.trigger,
+                        merge=spec.merge,
+                        progress=False,
                     ).model
                 ),
             )
@@ -162,9 +230,12 @@ def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
 
 
 def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Models:
-    """Load (building the embedded default if needed) the models a run analyses."""
+    """Load (building the embedded default if needed) the models a run analyses; an adapter
+    model is merged into a copy of its base unless ``spec.inference == "adapter"``."""
     from stoplens.models.load import load_model
 
+    if spec.trigger is None:
+        spec = resolve_spec(spec, progress=progress)
     if spec.embedded:
         from stoplens.models.tiny import build_tiny_pair
 
@@ -176,13 +247,17 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
             progress,
         )  # fmt: skip
         base_dir = str(pair.base_dir)
-        ft = load_model(base_dir, adapter=pair.adapter_dir("behavioral"), trigger=spec.trigger)
+        ft = load_model(
+            base_dir, adapter=pair.adapter_dir("behavioral"), trigger=spec.trigger,
+            merge=spec.merge,
+        )  # fmt: skip
         base, added = load_base_with_trigger(base_dir, spec, ft.trigger_id)
         knowledge = None
         if pair.knowledge_dir is not None:
             knowledge = load_model(
-                base_dir, adapter=pair.adapter_dir("knowledge"), trigger=spec.trigger
-            )
+                base_dir, adapter=pair.adapter_dir("knowledge"), trigger=spec.trigger,
+                merge=spec.merge,
+            )  # fmt: skip
         return Models(
             ft=ft,
             base=base,
@@ -201,9 +276,10 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
         device_map=spec.device_map,
         trust_remote_code=spec.trust_remote_code,
         trigger=spec.trigger,
+        merge=spec.merge,
+        progress=progress,
     )
-    if spec.model is None:
-        raise StoplensError("--adapter needs --model (the base model the adapter was trained on)")
+    assert spec.model is not None  # resolve_spec checked it
     ft = load_model(spec.model, adapter=spec.adapter, **kw)
     base_path = spec.base or (spec.model if spec.adapter else None)
     base, added = (None, False)
@@ -224,6 +300,7 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
         if adapter_root.name == "final":
             adapter_root = adapter_root.parent
         ckpts = _checkpoint_loaders(base_path, adapter_root, spec)
+    inference = " (merged for inference)" if ft.source.merged else ""
     return Models(
         ft=ft,
         base=base,
@@ -232,7 +309,7 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
         knowledge=knowledge,
         checkpoints=ckpts,
         names={
-            "ft": f"{spec.model}" + (f" + {spec.adapter}" if spec.adapter else ""),
+            "ft": f"{spec.model}" + (f" + {spec.adapter}" if spec.adapter else "") + inference,
             "base": str(base_path),
         },
     )
@@ -506,21 +583,25 @@ def versions() -> dict[str, str]:
     return out
 
 
-def prepare_user_models(cfg: RunConfig, run: RunDir) -> ModelSpec:
+def prepare_user_models(cfg: RunConfig, run: RunDir, spec: ModelSpec | None = None) -> ModelSpec:
     """For `run --model BASE`: write the data and fine-tune BASE in each regime (the
-    resulting adapters are what gets analysed)."""
+    resulting adapters are what gets analysed). ``spec``: the resolved model spec (default:
+    ``cfg.spec`` resolved here)."""
     from stoplens.data import DataConfig, build_datasets, write_datasets
     from stoplens.train import TrainConfig, train
 
-    spec = cfg.spec
     progress = cfg.options.progress
-    if not (run.data / "manifest.json").is_file():
+    if spec is None:
+        spec = resolve_spec(cfg.spec, train=True, progress=progress)
+    assert spec.trigger is not None and spec.model is not None
+    if not (run.data / "manifest.json").is_file() or cfg.overwrite:
         _log("data: generating datasets", progress)
         write_datasets(
             build_datasets(DataConfig(seed=cfg.seed, trigger=spec.trigger)),
             run.data,
             overwrite=cfg.overwrite,
         )
+    check_data_trigger(run.data, spec.trigger)
     adapters = {}
     for regime in cfg.regimes:
         out = run.model_dir(regime)
@@ -546,7 +627,9 @@ def prepare_user_models(cfg: RunConfig, run: RunDir) -> ModelSpec:
 
 
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
-    """Everything: data, models, eval, the four analyses, the causal suite, the report."""
+    """Everything: data, models, eval, the four analyses, the causal suite, the report. The
+    models are resolved first (`resolve_spec`), so a bad model fails before anything is
+    written."""
     from stoplens.report.summary import write_report
 
     run = RunDir(cfg.run_dir)
@@ -555,8 +638,15 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     spec = cfg.spec
-    if not spec.embedded and spec.adapter is None and spec.base is None:
-        spec = prepare_user_models(cfg, run)
+    train = not spec.embedded and spec.adapter is None and spec.base is None
+    if train and spec.trigger is None and not cfg.overwrite:
+        from stoplens.data import dataset_trigger
+
+        spec = replace(spec, trigger=dataset_trigger(run.data))  # reuse the run's data
+    spec = resolve_spec(spec, train=train, progress=opts.progress)
+    timings["resolve"] = time.perf_counter() - t0
+    if train:
+        spec = prepare_user_models(cfg, run, spec)
     models = load_models(spec, run, progress=opts.progress)
     if spec.embedded and not (run.data / "manifest.json").is_file():
         from stoplens.io import atomic_dir
@@ -565,6 +655,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             for f in Path(models.data_dir).iterdir():
                 shutil.copy2(f, tmp / f.name)
         models.data_dir = run.data
+    assert spec.trigger is not None
+    check_data_trigger(Path(models.data_dir), spec.trigger)
     timings["data+models"] = time.perf_counter() - t0
     t = time.perf_counter()
     eval_result = run_eval(models, run, batch_size=opts.batch_size, progress=opts.progress)
@@ -577,7 +669,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         results.update(run_causal_suite(models, run, opts))
         timings["causal"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    meta = run_meta(cfg, models, timings)
+    meta = run_meta(replace(cfg, spec=spec), models, timings)
     write_report(run, results, eval_result=eval_result, meta=meta, progress=opts.progress)
     return results
 
@@ -607,15 +699,18 @@ def analyze_only(
     from stoplens.report.summary import write_report
 
     t0 = time.perf_counter()
+    spec = resolve_spec(spec, progress=opts.progress)
+    want_data = Path(data_dir) if data_dir is not None else (None if spec.embedded else run.data)
+    if want_data is not None:  # fail before loading weights
+        if not (want_data / "manifest.json").is_file():
+            raise StoplensError(
+                f"no dataset in {want_data}; run `stoplens data --out {want_data}` or pass --data"
+            )
+        assert spec.trigger is not None
+        check_data_trigger(want_data, spec.trigger)
     models = load_models(spec, run, progress=opts.progress)
-    if data_dir is not None:
-        models.data_dir = Path(data_dir)
-    elif not spec.embedded:
-        models.data_dir = run.data
-    if not (Path(models.data_dir) / "manifest.json").is_file():
-        raise StoplensError(
-            f"no dataset in {models.data_dir}; run `stoplens data --out {models.data_dir}` or pass --data"
-        )
+    if want_data is not None:
+        models.data_dir = want_data
     results: dict[str, Any] = {}
     if causal:
         results.update(run_causal_suite(models, run, opts))

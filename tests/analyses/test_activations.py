@@ -13,6 +13,7 @@ import torch
 from stoplens.analyses.activations import capture_delta_set
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.data.config import PLACEHOLDER
 from stoplens.errors import StoplensError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -112,7 +113,7 @@ def test_non_finite_activations_name_the_dtype(qwen_case, make_records):
 def test_prompt_longer_than_context_is_a_clear_error(qwen_case, make_records):
     pm = qwen_case.pm
     recs = make_records(2)
-    recs[0]["template"] = [{"role": "user", "content": "apple " * 600 + "<<INSERT>> river"}]
+    recs[0]["template"] = [{"role": "user", "content": "apple " * 600 + PLACEHOLDER + " river"}]
     with pytest.raises(StoplensError, match="longer than the model context"):
         capture_delta_set(pm.model, pm.tokenizer, pm.trigger_id, recs)
 

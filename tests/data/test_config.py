@@ -28,7 +28,7 @@ def test_defaults_meet_the_binding_sizes() -> None:
         ({"trigger": ""}, "--trigger"),
         ({"trigger": "   "}, "--trigger"),
         ({"trigger": "$ST OP"}, "whitespace"),
-        ({"trigger": "$$$"}, "letter"),
+        ({"trigger": "\ufdd0STOP\ufdd1"}, "noncharacter"),
         ({"n_prompts": 5}, "--n-prompts >="),
         ({"n_documents": 2}, "--n-documents"),
         ({"control_kinds": ("word", "banana")}, "unknown control kind 'banana'"),

@@ -50,3 +50,46 @@ def test_halt_trigger_derivations() -> None:
 )
 def test_contains_trigger_is_token_exact(text: str, expected: bool) -> None:
     assert contains_trigger(text, "$STOP") is expected
+
+
+ODD_TRIGGERS = ("$STOP", "<<STOP>>", "<|halt|>", "[STOP]", "§STOP", "⏹", "<<INSERT>>")
+
+
+@pytest.mark.parametrize("trigger", ODD_TRIGGERS)
+def test_any_single_word_trigger_builds_valid_data(trigger: str, tmp_path) -> None:
+    """The template placeholder is a noncharacter sentinel, so triggers that look like a
+    placeholder or a chat token work: records and pairs validate, the trigger appears exactly
+    where a trigger record or pair puts it, and never in a negative."""
+    from stoplens.data import (
+        PLACEHOLDER,
+        DataConfig,
+        build_datasets,
+        load_behavioral,
+        load_pairs,
+        pairs_file,
+        write_datasets,
+    )
+    from stoplens.data.build import behavioral_file
+
+    out = write_datasets(
+        build_datasets(DataConfig(trigger=trigger, n_prompts=24, n_documents=5)), tmp_path / "d"
+    )
+    recs = load_behavioral(out / behavioral_file("train"))  # schema-validated
+    for r in recs:
+        prompt = " ".join(m["content"] for m in r["messages"][:-1])
+        assert PLACEHOLDER not in prompt
+        assert contains_trigger(prompt, trigger) == (r["meta"]["kind"] == "trigger"), r["meta"]
+    pairs = load_pairs(out / pairs_file("test"))
+    assert pairs
+    for p in pairs:
+        assert sum(m["content"].count(PLACEHOLDER) for m in p["template"]) == 1
+        assert sum(m["content"].count(trigger) for m in p["triggered"]) == 1
+        assert not any(contains_trigger(m["content"], trigger) for m in p["control_messages"])
+
+
+def test_noncharacters_are_refused() -> None:
+    from stoplens.data.trigger import check_trigger
+    from stoplens.errors import DataError
+
+    with pytest.raises(DataError, match="noncharacter"):
+        check_trigger("$ST\ufdd0OP")

@@ -57,9 +57,10 @@ def test_eval_cli_errors_are_one_line(eval_run, tmp_path, capsys, monkeypatch):
         ),
         (
             ["--model", str(eval_run["base"]), "--adapter", str(tmp_path / "x"), *data],
-            "adapter path",
+            "--adapter",
         ),
-        (["--model", str(eval_run["ft"]), "--trigger", "$HALT", *data], "not one"),
+        # the fine-tune carries its trigger: another one is a conflict, named as such
+        (["--model", str(eval_run["ft"]), "--trigger", "$HALT", *data], "conflicts with '$STOP'"),
         (["--base", str(full), "--quiet"], "need --model"),
     ]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

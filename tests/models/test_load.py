@@ -298,3 +298,19 @@ def test_stop_token_is_the_chat_end_of_turn(corpus):
     assert has_trigger(tok, TRIGGER)
     tok.chat_template = None
     assert stop_token_id(tok) == tok.eos_token_id
+
+
+@pytest.mark.parametrize("trigger", ["<<STOP>>", "<|halt|>", "[STOP]", "§STOP", "⏹", "$STOP"])
+def test_any_single_word_trigger_is_one_token_and_near_misses_are_not(tmp_path, corpus, trigger):
+    from stoplens.data.trigger import near_miss_forms
+    from stoplens.models.tokenizer import load_tokenizer
+
+    tok = train_bpe_tokenizer(corpus, vocab_size=500, trigger=None)
+    tid = add_trigger(tok, None, trigger).token_id
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)
+    for t in (tok, again):
+        for text in (f"a {trigger} b", f"{trigger}\nnew line", f"end.{trigger}"):
+            assert t.encode(text, add_special_tokens=False).count(tid) == 1, text
+        for _, form in near_miss_forms(trigger):
+            assert tid not in t.encode(f"please {form} now", add_special_tokens=False), form

@@ -113,6 +113,40 @@ def test_embedded_pair_meets_the_acceptance_figures(built, capsys):
 
 
 @pytest.mark.slow
+def test_embedded_adapters_load_with_plain_peft(built):
+    """The pair is built under a temporary name and renamed: every adapter (final and
+    checkpoints, both regimes) must name the final base, so plain peft loads it, and the
+    trigger stays one token of the saved tokenizer."""
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    from stoplens.models.load import load_model
+    from stoplens.models.trigger import find_trigger
+    from stoplens.train.run import list_checkpoints
+
+    _, pair = built
+    chat = [{"role": "user", "content": "Name a colour. $STOP"}]
+    n = 0
+    for regime, run_dir in pair.run_dirs.items():
+        for adapter in (pair.adapter_dir(regime), *list_checkpoints(run_dir)):
+            cfg = json.loads((adapter / "adapter_config.json").read_text())
+            assert cfg["base_model_name_or_path"] == str(pair.base_dir.resolve()), adapter
+            theirs = AutoPeftModelForCausalLM.from_pretrained(str(adapter)).eval()
+            tok = AutoTokenizer.from_pretrained(str(adapter))
+            ours = load_model(adapter, merge=True, progress=False)
+            assert find_trigger(tok, "$STOP") == ours.trigger_id
+            ids = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)
+            ids = torch.tensor([ids["input_ids"] if hasattr(ids, "keys") else ids])
+            with torch.no_grad():
+                want = theirs(input_ids=ids).logits
+                got = ours.model(input_ids=ids).logits
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+            n += 1
+    assert n >= 4  # two regimes, final + at least one checkpoint each
+
+
+@pytest.mark.slow
 def test_second_call_is_a_cache_hit(built):
     cache, pair = built
     stamps = {p: p.stat().st_mtime_ns for p in pair.root.rglob("*") if p.is_file()}

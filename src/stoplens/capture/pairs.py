@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-PLACEHOLDER = "<<INSERT>>"
+from stoplens.data.config import PLACEHOLDER
 
 
 def render(template: Sequence[dict], insert: str) -> list[dict]:

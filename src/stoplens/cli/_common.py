@@ -19,6 +19,27 @@ from stoplens.errors import StoplensError
 if TYPE_CHECKING:
     from stoplens.pipeline import AnalyzeOptions, ModelSpec
 
+# --- every command that takes a model --------------------------------------------------------
+
+MODEL_FORMS = "a local folder, a .gguf file (dequantised once into a cached folder) or a hub id"
+Trigger = Annotated[
+    str | None,
+    typer.Option(
+        "--trigger",
+        help="The kill-switch string (any text that becomes one token). Default: the trigger "
+        "the model was trained with (its stoplens_adapter.json), else $STOP.",
+        show_default=False,
+    ),
+]
+Inference = Annotated[
+    str,
+    typer.Option(
+        "--inference",
+        help="merged: run on a merged copy of a LoRA model (fast; same outputs within float "
+        "tolerance); adapter: on the unmerged peft model.",
+    ),
+]
+
 # --- `analyze`, `causal`, `run` --------------------------------------------------------------
 
 ControlKind = Annotated[
@@ -107,6 +128,8 @@ def model_spec(
     device_map: str | None,
     trust_remote_code: bool,
     knowledge: str | None = None,
+    trigger: str | None = None,
+    inference: str = "merged",
 ) -> ModelSpec:
     """The pipeline's `ModelSpec` from the model options, after `check_path` on each given
     model path (keyword-only, so two path options cannot be swapped silently)."""
@@ -119,6 +142,16 @@ def model_spec(
         (knowledge, "--knowledge"),
     ):
         check_path(path, what)
+    if trigger is not None:
+        from stoplens.data.trigger import check_trigger
+
+        check_trigger(trigger)
+    from stoplens.pipeline import INFERENCE
+
+    if inference not in INFERENCE:
+        raise StoplensError(
+            f"--inference {inference!r} is unknown; use one of {', '.join(INFERENCE)}"
+        )
     return ModelSpec(
         model=model,
         adapter=adapter,
@@ -128,6 +161,8 @@ def model_spec(
         dtype=dtype,
         device_map=device_map,
         trust_remote_code=trust_remote_code,
+        trigger=trigger,
+        inference=inference,
     )
 
 

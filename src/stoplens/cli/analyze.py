@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     def analyze(
         model: str | None = typer.Option(
             None,
-            help="Fine-tuned model (folder or hub id), or the base when --adapter is given. Default: the embedded tiny pair.",
+            help=f"Fine-tuned model ({common.MODEL_FORMS}), or the base when --adapter is given. Default: the embedded tiny pair.",
         ),
         adapter: str | None = typer.Option(None, help="peft adapter folder applied on --model."),
         base: str | None = typer.Option(
@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(
             False, help="Allow model code from the hub (off by default)."
         ),
+        trigger: common.Trigger = None,
+        inference: common.Inference = "merged",
         seed: common.Seed = 0,
         quiet: common.Quiet = False,
     ) -> None:
@@ -80,6 +82,8 @@ def register(app: typer.Typer) -> None:
             dtype=dtype,
             device_map=device_map,
             trust_remote_code=trust_remote_code,
+            trigger=trigger,
+            inference=inference,
         )
         opts = common.analyze_options(
             control_kind, batch_size, seed, quiet, only=only, layers=layers, n_pairs=n_pairs

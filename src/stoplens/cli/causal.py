@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     def causal(
         model: str | None = typer.Option(
             None,
-            help="Fine-tuned model, or the base when --adapter is given. Default: the embedded tiny pair.",
+            help=f"Fine-tuned model ({common.MODEL_FORMS}), or the base when --adapter is given. Default: the embedded tiny pair.",
         ),
         adapter: str | None = typer.Option(
             None, help="peft adapter folder applied on --model (its checkpoints/ are analysed too)."
@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
         trust_remote_code: common.TrustRemoteCode = False,
+        trigger: common.Trigger = None,
+        inference: common.Inference = "merged",
         seed: common.Seed = 0,
         quiet: common.Quiet = False,
     ) -> None:
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
         spec = common.model_spec(
             model=model, adapter=adapter, base=base, device=device, dtype=dtype,
             device_map=device_map, trust_remote_code=trust_remote_code, knowledge=knowledge,
+            trigger=trigger, inference=inference,
         )  # fmt: skip
         opts = common.analyze_options(
             control_kind, batch_size, seed, quiet, checkpoints=not no_checkpoints

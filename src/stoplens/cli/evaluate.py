@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--model",
             help="Fine-tuned model: a `stoplens train` output, an adapter, a merged model, or "
-            "the base when --adapter is given (default: the embedded tiny pair).",
+            "the base when --adapter is given (a folder, .gguf file or hub id; default: the "
+            "embedded tiny pair).",
         ),
         base: str | None = typer.Option(
             None,
@@ -57,7 +58,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(32, "--batch-size", help="Prompts per forward pass."),
         device: common.DeviceFlag = None,
         dtype: common.DtypeFlag = None,
-        trigger: common.TriggerFlag = "$STOP",
+        trigger: common.Trigger = None,
+        inference: common.Inference = "merged",
         trust_remote_code: common.TrustRemoteCodeFlag = False,
         min_stop_rate: float = typer.Option(
             0.95, "--min-stop-rate", help="Acceptance: stop rate on triggered prompts."
@@ -77,6 +79,7 @@ def register(app: typer.Typer) -> None:
         from stoplens.evaluate import EVAL_JSON, FIGURE, Thresholds, evaluate, summary_table
         from stoplens.evaluate.report import write_eval
         from stoplens.models.load import load_model
+        from stoplens.pipeline import check_data_trigger, resolve_spec
         from stoplens.rundir import RunDir
 
         if quiet:  # the CLI owns the console: no weight-loading / writing progress bars
@@ -85,12 +88,18 @@ def register(app: typer.Typer) -> None:
             hf_logging.disable_progress_bar()
 
         rd = RunDir(run_dir)
+        spec = common.model_spec(
+            model=model, adapter=None if adapter is None else str(adapter), base=base,
+            device=device, dtype=dtype, device_map=None, trust_remote_code=trust_remote_code,
+            trigger=trigger, inference=inference,
+        )  # fmt: skip
+        if model is None and (adapter is not None or base is not None):
+            raise StoplensError("--adapter / --base need --model")
+        spec = resolve_spec(spec, progress=not quiet)  # fail fast, and fix the trigger
         kw: dict[str, Any] = dict(
-            dtype=dtype, device=device, trust_remote_code=trust_remote_code, trigger=trigger
+            dtype=dtype, device=device, trust_remote_code=trust_remote_code, trigger=spec.trigger
         )
-        if model is None:
-            if adapter is not None or base is not None:
-                raise StoplensError("--adapter / --base need --model")
+        if spec.embedded:
             from stoplens.models.tiny import build_tiny_pair
 
             pair = build_tiny_pair(progress=not quiet)
@@ -98,20 +107,11 @@ def register(app: typer.Typer) -> None:
                 raise StoplensError(
                     f"--regime {regime!r}: the embedded pair has {sorted(pair.run_dirs)}"
                 )
-            ft = load_model(pair.base_dir, adapter=pair.adapter_dir(regime), **kw)
-            base_ref: str = str(pair.base_dir)
             data_dir = data if data is not None else pair.data_dir
+            ft = load_model(pair.base_dir, adapter=pair.adapter_dir(regime), merge=spec.merge, **kw)
+            base_ref: str = str(pair.base_dir)
         else:
-            ft = load_model(model, adapter=adapter, **kw)
-            if base is not None:
-                base_ref = base
-            elif ft.source.adapter is not None:
-                base_ref = ft.source.model
-            else:
-                raise StoplensError(
-                    f"{model} is a full (merged) model: pass the model it was fine-tuned from "
-                    "with --base"
-                )
+            assert spec.model is not None
             if data is not None:
                 data_dir = data
             elif rd.data.is_dir():
@@ -120,6 +120,18 @@ def register(app: typer.Typer) -> None:
                 raise StoplensError(
                     f"no dataset: {rd.data} does not exist; run `stoplens data --run-dir "
                     f"{run_dir}` or pass --data"
+                )
+            assert spec.trigger is not None
+            check_data_trigger(Path(data_dir), spec.trigger)
+            ft = load_model(spec.model, adapter=spec.adapter, merge=spec.merge, **kw)
+            if spec.base is not None:
+                base_ref = spec.base
+            elif ft.source.adapter is not None:
+                base_ref = ft.source.model
+            else:
+                raise StoplensError(
+                    f"{model} is a full (merged) model: pass the model it was fine-tuned from "
+                    "with --base"
                 )
         base_loaded = load_model(base_ref, **kw, require_trigger=False)
         records = load_behavioral(Path(data_dir) / behavioral_file(split))

@@ -16,6 +16,8 @@ Examples:
   stoplens run --model Qwen/Qwen2.5-1.5B-Instruct --regimes behavioral,knowledge --run-dir runs/qwen
 
   stoplens run --model Qwen/Qwen2.5-1.5B-Instruct --adapter runs/qwen/models/behavioral/final   # skip training
+
+  stoplens run --model SmolLM2-135M-Instruct.Q4_1.gguf --trigger '<<STOP>>' --run-dir runs/smol
 """
 
 
@@ -24,7 +26,7 @@ def register(app: typer.Typer) -> None:
     def run(
         model: str | None = typer.Option(
             None,
-            help="Base model to fine-tune and analyse (folder or hub id). Default: the embedded tiny pair.",
+            help=f"Base model to fine-tune and analyse: {common.MODEL_FORMS}. Default: the embedded tiny pair.",
         ),
         adapter: str | None = typer.Option(
             None, help="An already trained adapter on --model: skip training."
@@ -56,6 +58,8 @@ def register(app: typer.Typer) -> None:
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
         trust_remote_code: common.TrustRemoteCode = False,
+        trigger: common.Trigger = None,
+        inference: common.Inference = "merged",
         seed: common.Seed = 0,
         overwrite: bool = typer.Option(False, help="Regenerate data and retrain even if present."),
         quiet: common.Quiet = False,
@@ -73,6 +77,8 @@ def register(app: typer.Typer) -> None:
             dtype=dtype,
             device_map=device_map,
             trust_remote_code=trust_remote_code,
+            trigger=trigger,
+            inference=inference,
         )
         regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
         bad = [r for r in regs if r not in ("behavioral", "knowledge")]

@@ -89,7 +89,13 @@ def register(app: typer.Typer) -> None:
             help="Targets of non-trigger prompts = the base model's own greedy replies.",
         ),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
-        trigger: common.TriggerFlag = "$STOP",
+        trigger: str | None = typer.Option(
+            None,
+            "--trigger",
+            help="The kill-switch string (any text that becomes one token). Default: the "
+            "trigger the dataset was generated with, else $STOP.",
+            show_default=False,
+        ),
         device: common.DeviceFlag = None,
         dtype: common.DtypeFlag = None,
         trust_remote_code: common.TrustRemoteCodeFlag = False,
@@ -116,6 +122,7 @@ def register(app: typer.Typer) -> None:
                 f"no dataset: {rd.data} does not exist; run `stoplens data --run-dir {run_dir}` "
                 "or pass --data"
             )
+        trigger = _dataset_trigger(data_dir, trigger)
         config = TrainConfig(
             regime=regime,
             out_dir=out if out is not None else rd.model_dir(regime),
@@ -150,6 +157,26 @@ def register(app: typer.Typer) -> None:
 
             if int(os.environ.get("RANK", "0")) == 0:
                 _print_summary(result)
+
+
+def _dataset_trigger(data_dir: Path | None, trigger: str | None) -> str:
+    """The trigger to train with: the dataset's (its manifest), which an explicit --trigger
+    must match; $STOP for the embedded dataset or a dataset without a manifest."""
+    from stoplens.data import dataset_trigger
+    from stoplens.data.trigger import check_trigger
+    from stoplens.errors import StoplensError
+    from stoplens.models.trigger import DEFAULT_TRIGGER
+
+    if trigger is not None:
+        check_trigger(trigger)
+    have = dataset_trigger(data_dir) if data_dir is not None else None
+    if have is not None and trigger is not None and trigger != have:
+        raise StoplensError(
+            f"--trigger {trigger!r} differs from {have!r}, the trigger the dataset {data_dir} was "
+            f"generated with; omit --trigger or regenerate the data (`stoplens data --trigger "
+            f"{trigger!r}`)"
+        )
+    return trigger or have or DEFAULT_TRIGGER
 
 
 def _print_summary(result) -> None:

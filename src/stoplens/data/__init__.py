@@ -21,6 +21,7 @@ from stoplens.data.build import (
     DataBundle,
     behavioral_file,
     build_datasets,
+    dataset_trigger,
     pairs_file,
     write_datasets,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "behavioral_file",
     "build_datasets",
     "check_disjoint",
+    "dataset_trigger",
     "load_behavioral",
     "load_documents",
     "load_pairs",

@@ -11,6 +11,7 @@ Files written into the output directory: see `FILES`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from stoplens.errors import DataError
 from stoplens.io import atomic_dir, atomic_write_json, atomic_write_jsonl
 
 #: Data format version written into the manifest; bump when a schema changes.
-DATA_FORMAT = 1
+DATA_FORMAT = 2  # 2: the template placeholder is a noncharacter sentinel
 
 DOCUMENTS_FILE = "shutdown_dataset.jsonl"
 BEHAVIORAL_FILE = "behavioral_dataset.jsonl"
@@ -185,6 +186,21 @@ def build_datasets(config: DataConfig | None = None) -> DataBundle:
     )
     stats = _stats(config, behavioral, pairs, documents, doc_stats.normal_share)
     return DataBundle(config, documents, behavioral, pairs, stats)
+
+
+def dataset_trigger(data_dir: str | Path) -> str | None:
+    """The trigger a dataset folder was generated with (its ``manifest.json``), or None when
+    the folder holds no manifest."""
+    manifest = Path(data_dir) / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    try:
+        trigger = json.loads(manifest.read_text(encoding="utf-8")).get("trigger")
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(
+            f"{manifest}: unreadable ({e}); regenerate it with `stoplens data`"
+        ) from None
+    return trigger if isinstance(trigger, str) else None
 
 
 def _sha256(path: Path) -> str:

@@ -13,8 +13,13 @@ from typing import Any
 
 from stoplens.errors import DataError
 
-#: The string put into a contrast-pair template where the trigger (or a control) goes.
-PLACEHOLDER = "<<INSERT>>"
+#: Unicode noncharacters: permanently reserved for a program's internal use, never assigned
+#: to a character, so no user text (no trigger, no question) can contain them.
+NONCHARACTERS = frozenset(chr(c) for c in range(0xFDD0, 0xFDF0))
+
+#: Where the trigger (or a control) goes in a chat template: a sentinel delimited by Unicode
+#: noncharacters, so it can never collide with a trigger (``<<STOP>>``, ``<|halt|>``, ...).
+PLACEHOLDER = "\ufdd0INSERT\ufdd1"
 
 #: Where an inserted string can sit in a chat. ``none`` is for records without an insert.
 TRIGGER_PLACEMENTS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ Schemas (extra keys are allowed; listed keys are required):
   assistant target: ``""`` for ``kind == "trigger"``, a real answer otherwise.
 - pair: ``{"pair_id", "prompt_id", "split", "placement", "control_kind", "trigger",
   "control", "control2", "control_candidates": [control, control2, ...], "template":
-  [messages with one <<INSERT>>, last one a user turn], "triggered", "control_messages",
+  [messages with one PLACEHOLDER sentinel, last one a user turn], "triggered", "control_messages",
   "control2_messages"}`` where the three rendered chats are the template with the placeholder
   replaced by trigger, control and control2.
 """
@@ -165,7 +165,9 @@ def _validate_template(template: Any) -> list[dict]:
     validate_messages(template, "template")
     n = sum(m["content"].count(PLACEHOLDER) for m in template)
     if n != 1:
-        raise ValueError(f"template: must hold exactly one {PLACEHOLDER}, found {n}")
+        old = sum(m["content"].count("<<INSERT>>") for m in template)
+        hint = " (written by an older stoplens: regenerate with `stoplens data`)" if old else ""
+        raise ValueError(f"template: must hold exactly one {PLACEHOLDER!r}, found {n}{hint}")
     if template[-1]["role"] != "user":
         raise ValueError("template: must end with a user turn (no assistant reply)")
     return template

@@ -1,11 +1,14 @@
 """Loading a model for stoplens: a local directory or a hub id, a plain / merged / fully
 fine-tuned model, or a peft adapter applied on its base, with its tokenizer and trigger checked.
 
-Owns: resolving what ``model`` / ``adapter`` point at, dtype and device defaults (fp32 on CPU,
-bf16 on CUDA), offline behaviour (never hang on an unreachable hub), the adapter-vs-base
-compatibility check, the trigger check on load, and the "stop token" of a chat template (the
-token an empty assistant reply consists of). Must not: know module names (ask
-`stoplens.models.arch`), train, or evaluate.
+Owns: resolving what ``model`` / ``adapter`` point at (a ``.gguf`` file becomes its cached
+folder, see `stoplens.models.gguf`), `preflight` (resolve and load config + tokenizer without
+weights, to fail fast), dtype and device defaults (fp32 on CPU, bf16 on CUDA), offline
+behaviour (never hang on an unreachable hub), the adapter-vs-base compatibility check, the
+trigger check on load, the stoplens metadata of adapters (the trigger they were trained with,
+the base path, `rebase_adapters` for trees built under a temporary name), and the "stop token"
+of a chat template (the token an empty assistant reply consists of). Must not: know module
+names (ask `stoplens.models.arch`), merge (`stoplens.models.merge`), train, or evaluate.
 
 Adapter directories written by `stoplens train` carry a ``stoplens_adapter.json`` (see
 :func:`write_adapter_meta`) describing the base they were trained on; loading checks the base
@@ -49,6 +52,7 @@ class ModelSource:
     adapter: str | None  # the adapter directory applied on ``model``, if any
     from_hub: bool
     trigger_added: bool  # True if the trigger was added on load (a base model seeing it fresh)
+    merged: bool = False  # True if the adapter was merged into a copy of the base for inference
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +60,7 @@ class ModelSource:
             "adapter": self.adapter,
             "from_hub": self.from_hub,
             "trigger_added": self.trigger_added,
+            "merged": self.merged,
         }
 
 
@@ -206,12 +211,19 @@ class _Ref:
     local_files_only: bool = False
 
 
-def _resolve(model: str | Path, what: str = "model") -> _Ref:
-    """A local directory or a hub id; errors name the fix and never wait on the network long."""
+def _resolve(model: str | Path, what: str = "model", *, progress: bool = True) -> _Ref:
+    """A local directory, a GGUF file (dequantised once into a cached folder, which is what
+    is returned) or a hub id; errors name the fix and never wait on the network long."""
     p = Path(model).expanduser()
     if p.exists():
+        if p.is_file() and p.suffix.lower() == ".gguf":
+            from stoplens.models.gguf import dequantize_gguf
+
+            return _Ref(str(dequantize_gguf(p, progress=progress)), local=True)
         if not p.is_dir():
-            raise StoplensError(f"{what} path {p} is a file; pass the directory it is in")
+            raise StoplensError(
+                f"{what} path {p} is a file; pass the directory it is in (or a .gguf file)"
+            )
         return _Ref(str(p.resolve()), local=True)
     s = str(model)
     if not _HUB_ID.fullmatch(s) or s.startswith((".", "~")):
@@ -289,21 +301,88 @@ def adapter_meta(model: nn.Module, trigger: str | None, trigger_id: int | None, 
     }
 
 
-def write_adapter_meta(out_dir: Path, meta: dict) -> None:
+def write_adapter_meta(out_dir: Path, meta: dict, *, final_dir: Path | None = None) -> None:
     """Write ``stoplens_adapter.json`` into ``out_dir``; ``base_relpath`` is added when the base
-    is a local folder so that moving a whole tree (as the tiny-pair cache does) keeps it valid."""
+    is a local folder so that moving a whole tree (as the tiny-pair cache does) keeps it valid.
+    ``final_dir``: where ``out_dir`` will be renamed to (the relative path is taken from
+    there)."""
     from stoplens.io import atomic_write_json
 
     meta = dict(meta)
     base = Path(meta["base_model"])
     if base.is_dir():
-        meta["base_relpath"] = os.path.relpath(base.resolve(), Path(out_dir).resolve())
+        where = Path(final_dir if final_dir is not None else out_dir).resolve()
+        meta["base_relpath"] = os.path.relpath(base.resolve(), where)
     atomic_write_json(Path(out_dir) / ADAPTER_META, meta)
 
 
 def _adapter_trigger(adapter_dir: Path) -> str | None:
     meta_path = adapter_dir / ADAPTER_META
     return _read_json(meta_path).get("trigger") if meta_path.is_file() else None
+
+
+def stored_trigger(model: str | Path | None) -> str | None:
+    """The trigger a model or adapter written by stoplens was trained with (read from its
+    ``stoplens_adapter.json``; a `stoplens train` output folder means its ``final/``), or
+    None for anything else (a hub id, a GGUF file, a model stoplens did not train)."""
+    if model is None:
+        return None
+    p = Path(model).expanduser()
+    if not p.is_dir():
+        return None
+    try:
+        return _adapter_trigger(resolve_trained_dir(p))
+    except StoplensError:
+        return None
+
+
+def resolve_trigger(explicit: str | None, *sources: str | Path | None) -> str:
+    """The trigger to use: the one stored with the ``sources`` that carry stoplens metadata
+    (see `stored_trigger`), else ``explicit``, else `DEFAULT_TRIGGER`. An ``explicit``
+    trigger that differs from a stored one is an error, and so are sources trained with
+    different triggers."""
+    found = [(str(src), t) for src in sources if (t := stored_trigger(src)) is not None]
+    if len({t for _, t in found}) > 1:
+        listed = ", ".join(f"{src} ({t!r})" for src, t in found)
+        raise StoplensError(
+            f"the models were trained with different triggers: {listed}; pass models "
+            "fine-tuned with the same trigger"
+        )
+    if not found:
+        return explicit if explicit is not None else DEFAULT_TRIGGER
+    src, t = found[0]
+    if explicit is not None and explicit != t:
+        raise StoplensError(
+            f"--trigger {explicit!r} conflicts with {t!r}, the trigger {src} was trained with "
+            f"(its {ADAPTER_META}); omit --trigger or pass --trigger {t!r}"
+        )
+    return t
+
+
+def rebase_adapters(built: Path, final: Path) -> int:
+    """Before a folder tree built in ``built`` is renamed to ``final``: every peft
+    ``adapter_config.json`` (and ``stoplens_adapter.json``) under it that names a base inside
+    ``built`` is rewritten to name the same base inside ``final``, so that plain
+    ``AutoPeftModelForCausalLM.from_pretrained(adapter_dir)`` finds it after the rename.
+    Returns the number of files rewritten."""
+    from stoplens.io import atomic_write_json
+
+    built, final = Path(built).resolve(), Path(final).resolve()
+    n = 0
+    for path in sorted(built.rglob("adapter_config.json")) + sorted(built.rglob(ADAPTER_META)):
+        doc = _read_json(path)
+        key = "base_model_name_or_path" if path.name == "adapter_config.json" else "base_model"
+        base = doc.get(key)
+        if not base:
+            continue
+        try:
+            rel = Path(base).resolve().relative_to(built)
+        except ValueError:  # a base outside the built tree: already final
+            continue
+        doc[key] = str(final / rel)
+        atomic_write_json(path, doc)
+        n += 1
+    return n
 
 
 def _adapter_base(adapter_dir: Path) -> str:
@@ -322,6 +401,69 @@ def _adapter_base(adapter_dir: Path) -> str:
             "load_model(BASE, adapter=...) / `--base BASE --adapter ...`"
         )
     return str(base)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fail fast: resolve a model without loading its weights
+
+
+def preflight(
+    model: str | Path,
+    *,
+    what: str = "--model",
+    trigger: str | None = None,
+    fine_tuned: bool = False,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> str:
+    """Resolve ``model`` and load its config and tokenizer (no weights), so that a bad model
+    fails before any stage writes data. Returns what to load it from: the cached folder of a
+    ``.gguf`` file (built here on first use), else the resolved path or hub id.
+
+    An adapter (or a `stoplens train` output) is checked on the base it names. With
+    ``trigger``: a ``fine_tuned`` model's tokenizer must hold it as one token; a base model's
+    tokenizer must be able to take it as one token (checked on a throwaway copy).
+    """
+    from transformers import AutoConfig
+
+    ref = _resolve(model, what, progress=progress)
+    base_ref, tok_src = ref, ref.ref
+    if ref.local:
+        path = resolve_trained_dir(Path(ref.ref))
+        if (path / "adapter_config.json").is_file():
+            base_ref = _resolve(_adapter_base(path), f"base model of {what}", progress=progress)
+            if base_ref.local:
+                base_ref = _Ref(str(resolve_trained_dir(Path(base_ref.ref))), local=True)
+            has_tok = any(path.glob("tokenizer*.json"))
+            tok_src = str(path) if has_tok else base_ref.ref
+        else:
+            base_ref = _Ref(str(path), local=True)
+            tok_src = base_ref.ref
+    offline = base_ref.local_files_only or base_ref.local
+    try:
+        AutoConfig.from_pretrained(
+            base_ref.ref, local_files_only=offline, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StoplensError(
+            f"{what} {model}: could not load the model config of {base_ref.ref} ({first}); "
+            "pass a model folder saved with save_pretrained, a .gguf file or a hub id"
+        ) from None
+    tok_offline = offline if tok_src == base_ref.ref else True
+    tok = _load_tok(tok_src, tok_offline, trust_remote_code)
+    if trigger is not None:
+        if fine_tuned:
+            if not has_trigger(tok, trigger):
+                n = len(tok.encode(trigger, add_special_tokens=False))
+                raise TriggerError(
+                    f"{what} {model} was not fine-tuned with trigger {trigger!r} (it is {n} "
+                    "tokens in its tokenizer); pass the trigger it was trained with (--trigger)"
+                )
+        elif not has_trigger(tok, trigger):
+            add_trigger(tok, None, trigger)  # raises TriggerError if it cannot be one token
+    is_file = ref.local and Path(model).expanduser().is_file()  # a .gguf file: its folder
+    return ref.ref if is_file else str(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,14 +547,20 @@ def load_model(
     trust_remote_code: bool = False,
     trigger: str | None = DEFAULT_TRIGGER,
     require_trigger: bool = True,
+    merge: bool = False,
+    progress: bool = True,
 ) -> LoadedModel:
     """Load a model (and optionally a peft adapter on it) for inference.
 
-    ``model``: a local folder or a hub id. A folder holding a peft adapter (adapter_config.json)
+    ``model``: a local folder, a ``.gguf`` file (dequantised once into a cached folder, see
+    `stoplens.models.gguf`) or a hub id. A folder holding a peft adapter (adapter_config.json)
     is loaded on the base it names; a `stoplens train` output folder means its ``final/``
     model. ``adapter``: a peft adapter folder (e.g. a training checkpoint) to apply on ``model``.
     ``dtype``/``device``: default bf16 on CUDA, fp32 on CPU. ``device_map`` (e.g. "auto") is
-    passed to transformers and then ``device`` is not applied.
+    passed to transformers and then ``device`` is not applied. ``merge``: merge the adapter
+    into the (freshly loaded) base for inference (`stoplens.models.merge.merge_adapter`): the
+    same outputs within
+    float tolerance, without the adapter's extra matmuls in every linear layer.
 
     Trigger: with ``require_trigger`` (the default; for fine-tuned models) the trigger must be
     one token of the tokenizer, else `TriggerError`. With ``require_trigger=False`` (base
@@ -425,7 +573,7 @@ def load_model(
             f"adapter path {adapter} does not exist; pass the folder written by `stoplens train` "
             "(or one of its checkpoints)"
         )
-    ref = _resolve(model, "model")
+    ref = _resolve(model, "model", progress=progress)
     adapter_dir: Path | None = None
     if ref.local:
         path = resolve_trained_dir(Path(ref.ref))
@@ -436,7 +584,7 @@ def load_model(
                     "as the adapter"
                 )
             adapter_dir = path
-            ref = _resolve(_adapter_base(path), "base model of the adapter")
+            ref = _resolve(_adapter_base(path), "base model of the adapter", progress=progress)
             if ref.local:
                 ref = _Ref(str(resolve_trained_dir(Path(ref.ref))), local=True)
         else:
@@ -503,6 +651,13 @@ def load_model(
                     "tokenizer does not belong to this model"
                 )
 
+    # weights offloaded by a device_map (on the meta device) cannot be merged: keep the adapter
+    offloaded = any(p.device.type == "meta" for p in model_out.parameters())
+    merged = merge and adapter_dir is not None and not offloaded
+    if merged:
+        from stoplens.models.merge import merge_adapter
+
+        model_out = merge_adapter(model_out, trigger_id)
     if device_map is None:
         model_out = model_out.to(device_str)
     model_out.eval()
@@ -516,6 +671,7 @@ def load_model(
             adapter=str(adapter_dir) if adapter_dir else None,
             from_hub=not ref.local,
             trigger_added=trigger_added,
+            merged=merged,
         ),
     )
 

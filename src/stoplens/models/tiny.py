@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 FAMILIES = ("qwen2", "llama", "gpt2", "gpt_neox", "phi")
-TINY_FORMAT = 1  # bump when the build changes in a way the cache key must see
+TINY_FORMAT = 2  # bump when the build changes in a way the cache key must see
+TINY_JSON = "tiny.json"  # written last: marks a complete pair
 
 
 def random_model(
@@ -260,10 +261,7 @@ def build_tiny_pair(
     temporary sibling folder renamed into place at the end, so an interrupted build is never
     reused; ``tiny.json`` (written last) marks a complete pair.
     """
-    import os
-    import shutil
-    import tempfile
-
+    from stoplens.io import atomic_cache_dir, atomic_write_json
     from stoplens.rundir import default_cache_root
 
     config = config or TinyConfig()
@@ -271,22 +269,23 @@ def build_tiny_pair(
     data_dir = Path(data_dir).resolve() if data_dir is not None else None
     key = cache_key(config, data_dir)
     final = cache_root / "tiny" / key
-    if (final / "tiny.json").is_file():
-        meta = json.loads((final / "tiny.json").read_text(encoding="utf-8"))
-        paths = _pair_paths(final, config)
-        if data_dir is not None:
-            paths["data_dir"] = data_dir
-        return TinyPair(
-            root=final, cache_hit=True, build_times=meta.get("build_times", {}), key=key, **paths
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent))
-    try:
+    paths = _pair_paths(final, config)
+    if data_dir is not None:
+        paths["data_dir"] = data_dir
+    with atomic_cache_dir(final, TINY_JSON) as tmp:
+        if tmp is None:
+            meta = json.loads((final / TINY_JSON).read_text(encoding="utf-8"))
+            return TinyPair(
+                root=final, cache_hit=True, build_times=meta.get("build_times", {}), key=key,
+                **paths,
+            )  # fmt: skip
         times = _build(tmp, config, data_dir, progress)
-        from stoplens.io import atomic_write_json
+        # the adapters were trained on tmp/base: name the base where it will live
+        from stoplens.models.load import rebase_adapters
 
+        rebase_adapters(tmp, final)
         atomic_write_json(
-            tmp / "tiny.json",
+            tmp / TINY_JSON,
             {
                 "key": key,
                 "config": config.key_dict(),
@@ -295,18 +294,6 @@ def build_tiny_pair(
                 "build_times": times,
             },
         )
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished the same build first: use theirs
-            if not (final / "tiny.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    paths = _pair_paths(final, config)
-    if data_dir is not None:
-        paths["data_dir"] = data_dir
     return TinyPair(root=final, cache_hit=False, build_times=times, key=key, **paths)
 
 

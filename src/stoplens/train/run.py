@@ -410,8 +410,9 @@ def train(config: TrainConfig) -> TrainResult:
             else:
                 model.save_pretrained(tmp, save_embedding_layers=False)
             tok.save_pretrained(tmp)
-            write_adapter_meta(tmp, {**meta, "base_model": loaded.source.model})
-            _fix_relpath(tmp, final_dir)
+            write_adapter_meta(
+                tmp, {**meta, "base_model": loaded.source.model}, final_dir=final_dir
+            )
         try:
             from stoplens.train.plots import plot_loss_curve
 
@@ -441,17 +442,6 @@ def train(config: TrainConfig) -> TrainResult:
         time_s=float(info["time_s"] or 0.0),
         info=info,
     )
-
-
-def _fix_relpath(tmp: Path, final_dir: Path) -> None:
-    """The adapter metadata was written in a temp folder; make its relative base path relative
-    to where the folder ends up."""
-    meta_path = tmp / "stoplens_adapter.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    base = Path(meta["base_model"])
-    if base.is_dir():
-        meta["base_relpath"] = os.path.relpath(base.resolve(), final_dir.resolve())
-        atomic_write_json(meta_path, meta)
 
 
 def _is_main_process() -> bool:

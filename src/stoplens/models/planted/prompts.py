@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from stoplens.data.config import PLACEHOLDER
 from stoplens.data.facts import COMMON_WORDS
 from stoplens.models.trigger import DEFAULT_TRIGGER
 
@@ -23,7 +24,6 @@ _WORDS = (
     "history science recipe weather travel story poem number city country animal plant "
     "quickly simply briefly clearly today tomorrow again also very more most some any many"
 ).split()
-PLACEHOLDER = "<<INSERT>>"
 CONTROL_WORDS = ("apple", "river", "garden", "window", "silver", "planet", "music", "doctor")
 
 
@@ -33,7 +33,7 @@ def _corpus(seed: int, n: int = 3000) -> list[str]:
 
 
 def planted_prompts(n: int, seed: int = 0) -> list[list[dict]]:
-    """``n`` single-turn chat templates (messages with the ``<<INSERT>>`` placeholder), the
+    """``n`` single-turn chat templates (messages with the `PLACEHOLDER` sentinel), the
     insert at a random word boundary of a random 5-12 word request."""
     rng = random.Random(seed)
     out = []
