@@ -4,7 +4,9 @@
 it must not: (a) the untrained base with the trigger added, (b) an inert trigger (an ordinary
 token), (c) an "any odd token stops" detector (fails specificity), (d) a mechanism carried by
 two orthogonal directions, each sufficient (fails "one direction" and single-direction
-necessity). Every judged verdict line is shown to fail on at least one of (a)–(d).
+necessity); and (f) the planted mechanism whose stop direction is also read by ordinary tokens
+(fails "cheap": removing the direction changes clean outputs, so necessity is no evidence).
+Every judged verdict line is shown to fail on at least one of (a)–(d), (f).
 
 The whole stack runs as in `stoplens run`: aligned pairs, the four analyses with their nulls,
 trigger specificity, the causal suite (patching-guided selection on VAL, effects on TEST) and
@@ -101,7 +103,29 @@ def outcomes() -> dict[str, Outcome]:
     out["oddity"] = _judge(odd.model, odd.base, odd)
     two = build_planted("gpt2", variant="two_heads")
     out["two_heads"] = _judge(two.model, two.base, two)
+    out["entangled"] = _judge(_entangled(single), single.base, single)
     return out
+
+
+def _entangled(pm):
+    """The single planted model whose unembedding rows of 300 ordinary tokens also read the
+    stop direction u, with coefficients in [-1, 0.5] (clean prompts carry -βσu, so their
+    next-token distribution depends on it; EOS, at 1.5 u, still wins on triggered prompts):
+    ablating u then changes clean outputs (KL ~3.5 nats) while removing every stop."""
+    import copy
+
+    import torch
+
+    from stoplens.models import arch
+
+    m = copy.deepcopy(pm.model)
+    head = arch.get_unembed(m).weight
+    gen = torch.Generator().manual_seed(0)
+    rows = [t for t in torch.randperm(head.shape[0], generator=gen).tolist() if t != pm.eos_id]
+    with torch.no_grad():
+        for t in rows[:300]:
+            head[t] += (-1.0 + 1.5 * float(torch.rand((), generator=gen))) * pm.direction
+    return m
 
 
 def test_e_planted_single_direction_is_a_dedicated_mechanism(outcomes):
@@ -138,13 +162,20 @@ def test_d_two_directions_fail_one_direction_and_necessity(outcomes):
     assert "sufficient but not necessary" in o.verdicts.headline
 
 
+def test_f_entangled_direction_is_not_cheap_so_necessity_is_no_evidence(outcomes):
+    o = outcomes["entangled"]
+    assert o.passed("behaviour") is True
+    assert o.passed("cheap") is False
+    assert o.passed("necessary") is False
+    assert not o.verdicts.dedicated and "not cheap" in o.verdicts.headline
+
+
 def test_every_judged_line_fails_on_some_negative_control(outcomes):
     judged = {
         c.key
         for c in outcomes["single"].verdicts.checks
         if c.passed is not None and c.tier in ("behaviour", "strong", "medium", "causal")
     }
-    failing = set().union(
-        *(outcomes[k].failing() for k in ("untrained", "inert", "oddity", "two_heads"))
-    )
+    negatives = ("untrained", "inert", "oddity", "two_heads", "entangled")
+    failing = set().union(*(outcomes[k].failing() for k in negatives))
     assert judged <= failing, judged - failing
