@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def planted_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted_run")
     run = RunDir(root)
-    write_datasets(build_datasets(DataConfig(seed=0, n_documents=20, n_prompts=300)), run.data)
+    write_datasets(build_datasets(DataConfig(seed=0, n_documents=20, n_prompts=400)), run.data)
     p = build_planted("qwen2", layer=1)
     src = ModelSource(model="planted", adapter=None, from_hub=False, trigger_added=False)
     ft = LoadedModel(p.model, p.tokenizer, p.trigger_id, p.eos_id, src)
@@ -44,27 +44,23 @@ def planted_run(tmp_path_factory):
 def test_report_verdicts_match_the_planted_mechanism(planted_run):
     p, run, results = planted_run
     doc = json.loads(run.results_json.read_text())
-    checks = {c["claim"]: c for c in doc["verdicts"]["checks"]}
-
-    def passed(prefix: str) -> bool | None:
-        hits = [c for k, c in checks.items() if k.startswith(prefix)]
-        assert hits, f"no check starting with {prefix!r}: {list(checks)}"
-        return hits[0]["passed"]
+    checks = {c["key"]: c for c in doc["verdicts"]["checks"]}
+    notes = {k: c["note"] for k, c in checks.items() if c["passed"] is False}
 
     assert results["layerwise"].summary["last"].largest_increase_layer == p.residual_layer
-    assert passed("One direction") is True
-    assert passed("EOS amplified") is True
-    assert passed("Necessary") is True
-    assert passed("Sufficient") is True
-    assert passed("Fine-tuning created it") is True
-    assert passed("Specific") is True
+    for key in ("behaviour", "one_direction", "eos_lens", "content", "did", "necessary",
+                "sufficient", "specific", "cheap"):  # fmt: skip
+        assert checks[key]["passed"] is True, (key, notes.get(key))
+    assert doc["verdicts"]["overall"] == "dedicated mechanism", notes
     assert doc["pairs"]["checks"]["max_abs_delta_before_trigger"] == 0.0
+    assert doc["pairs"]["fixed_token"]["word"]
 
 
 def test_report_files_written(planted_run):
     _, run, _ = planted_run
     md = run.summary_md.read_text()
-    assert "## Strong evidence" in md and "## Causal evidence" in md and "95% CI" in md
+    assert "## Representation: strong evidence" in md and "## Causal evidence" in md
+    assert "95% CI" in md and "fixed-token null" in md
     for key in (
         "layerwise",
         "pca_cumulative",

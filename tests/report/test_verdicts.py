@@ -115,3 +115,25 @@ def test_headline_over_all_causal_combinations_is_consistent():
                 }[k] in text
     d = Verdicts(rep([True]) + causal(**ALL)).to_dict()
     assert set(d["headline"]) == {"representation", "causal", "causal_text", "dedicated", "text"}
+
+
+def test_check_round_trips_through_json():
+    c = Check(
+        "strong",
+        "x",
+        True,
+        1.5,
+        (1.0, 2.0),
+        9,
+        0.5,
+        "t",
+        "n",
+        "fixed-token null",
+        "m",
+        "f",
+        "/a",
+        "k",
+    )
+    assert Check.from_dict(c.to_dict()) == c
+    old = {k: v for k, v in c.to_dict().items() if k not in ("meaning", "key")}  # older runs
+    assert Check.from_dict(old).claim == "x"

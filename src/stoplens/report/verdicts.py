@@ -87,9 +87,9 @@ class Check:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Check:
-        known = {f for f in Check.__dataclass_fields__}
+        known = set(Check.__dataclass_fields__) - {"ci"}
         ci = d.get("ci")
-        return Check(**{k: v for k, v in d.items() if k in known}, ci=tuple(ci) if ci else None)  # type: ignore[misc]
+        return Check(**{k: v for k, v in d.items() if k in known}, ci=tuple(ci) if ci else None)
 
 
 def representation_level(checks: list[Check]) -> str:
