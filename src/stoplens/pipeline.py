@@ -343,6 +343,12 @@ def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str,
             eos_id=models.ft.eos_id,
             base_model=models.base.model if models.base is not None else None,
         )
+    from stoplens.analyses.pair_table import pair_table  # the report's per-pair drill-down
+
+    out["pair_table"] = pair_table(
+        models.ft.model, ds, models.ft.tokenizer, eos_id=models.ft.eos_id,
+        batch_size=opts.batch_size, progress=opts.progress,
+    )  # fmt: skip
     return out
 
 
