@@ -18,6 +18,7 @@ from typing import Any
 
 from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
+from stoplens.progress import stage
 from stoplens.rundir import RunDir
 
 ANALYSES = ("layerwise", "lowrank", "logit-lens", "diff-lens")
@@ -93,10 +94,8 @@ class Models:
 
 
 def _log(msg: str, progress: bool) -> None:
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold cyan]stoplens[/] {msg}")
+    """One stage line (`stoplens.progress.stage`: colored on a terminal, plain in a log)."""
+    stage(msg, enabled=progress)
 
 
 # --- models ---------------------------------------------------------------------------------

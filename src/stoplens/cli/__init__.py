@@ -13,7 +13,7 @@ import typer
 
 from stoplens.errors import StoplensError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "analyze", "causal", "run")
+COMMAND_MODULES = ("data", "train", "evaluate", "analyze", "causal", "run", "report")
 
 
 def build_app() -> typer.Typer:

@@ -89,7 +89,9 @@ class Check:
     def from_dict(d: dict[str, Any]) -> Check:
         known = {f for f in Check.__dataclass_fields__}
         ci = d.get("ci")
-        return Check(**{k: v for k, v in d.items() if k in known}, ci=tuple(ci) if ci else None)  # type: ignore[misc]
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["ci"] = tuple(ci) if ci else None  # (a second ci= keyword would be a TypeError)
+        return Check(**kw)
 
 
 def representation_level(checks: list[Check]) -> str:
