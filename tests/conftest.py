@@ -309,32 +309,25 @@ def open_page(exe: str, page, out_dir) -> dict:
             )
             dt.send("Page.navigate", {"url": Path(page).resolve().as_uri()}, session=s)
             dt.wait_event("Page.loadEventFired")
-            probe = dt.send(
-                "Runtime.evaluate", {"expression": _PAGE_PROBE, "returnByValue": True}, session=s
-            )
-            if "exceptionDetails" in probe:
-                raise RuntimeError(f"page probe failed: {probe['exceptionDetails']}")
-            dt.send("Runtime.evaluate", {"expression": "window.scrollTo(0, 0)"}, session=s)
-            shots = {}
+            # screenshots first, of the page as it loaded (the probe then clicks around)
+            shots = {"top": out_dir / "report_top.png", "full": out_dir / "report_full.png"}
             first = dt.send("Page.captureScreenshot", {"format": "png"}, session=s)["data"]
-            shots["top"] = out_dir / "report_top.png"
             shots["top"].write_bytes(base64.b64decode(first))
             size = dt.send("Page.getLayoutMetrics", session=s)["cssContentSize"]
-            clip = {
-                "x": 0,
-                "y": 0,
-                "width": 1400,
-                "height": min(size["height"], 30000),
-                "scale": 0.5,
-            }
+            height = min(size["height"], 30000)
+            clip = {"x": 0, "y": 0, "width": 1400, "height": height, "scale": 0.5}
             full = dt.send(
                 "Page.captureScreenshot",
                 {"format": "png", "clip": clip, "captureBeyondViewport": True},
                 session=s,
                 timeout=120,
             )["data"]
-            shots["full"] = out_dir / "report_full.png"
             shots["full"].write_bytes(base64.b64decode(full))
+            probe = dt.send(
+                "Runtime.evaluate", {"expression": _PAGE_PROBE, "returnByValue": True}, session=s
+            )
+            if "exceptionDetails" in probe:
+                raise RuntimeError(f"page probe failed: {probe['exceptionDetails']}")
             errors = []
             for e in dt.events:
                 p = e.get("params", {})

@@ -70,6 +70,7 @@ pre { background:var(--panel); padding:8px; overflow:auto; max-height:420px; fon
 .tok.dec { border-bottom:2px solid var(--dec); }
 .spark rect { fill:var(--accent); } .spark rect.null { fill:#c8ced8; }
 .kv td:first-child { color:var(--muted); white-space:nowrap; }
+.wide { overflow-x:auto; }
 .gen { font-family:ui-monospace,monospace; white-space:pre-wrap; }
 @media (max-width: 1000px) { .checks { grid-template-columns:1fr; } .viewer { position:static; } }
 """

@@ -143,8 +143,8 @@ def pair_section(pt: dict[str, Any], judged_layer: int | None) -> str:
     return (
         legend
         + filters
-        + f'<table id="pair-table" class="sortable"><thead><tr>{ths}</tr></thead>'
-        + f"<tbody>{''.join(body)}</tbody></table>"
+        + f'<div class="wide"><table id="pair-table" class="sortable"><thead><tr>{ths}</tr></thead>'
+        + f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
