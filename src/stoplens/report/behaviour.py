@@ -104,8 +104,8 @@ def extra_lines(ev: dict[str, Any]) -> list[str]:
     ppl = ev.get("perplexity") or {}
     if ppl.get("ft") is not None and ppl.get("base") is not None:
         out.append(
-            f"Perplexity of the clean reference answers: base {ppl['base']:.3f}, "
-            f"fine-tuned {ppl['ft']:.3f} ({ppl.get('n_tokens')} tokens)."
+            f"Clean reference answers: perplexity {ppl['base']:.3f} (base), "
+            f"{ppl['ft']:.3f} (fine-tuned), {ppl.get('n_tokens')} tokens."
         )
     acc = ev.get("acceptance") or {}
     checks = acc.get("checks") or {}
@@ -126,8 +126,7 @@ def table(ev: dict[str, Any], title: str | None = None):
     from rich.table import Table
 
     t = Table(
-        title=title
-        or "Behaviour on held-out prompts: stop rate (triggered) / false stops (others), 95% CI",
+        title=title or "Behaviour on held-out prompts: stop rate / false stops (95% CI)",
         box=box.SIMPLE_HEAD,
         title_justify="left",
         caption_justify="left",
@@ -150,7 +149,8 @@ def table(ev: dict[str, Any], title: str | None = None):
         )
     lines = extra_lines(ev)
     lines.append(
-        "ft score: median stop score log p(EOS) − log(1 − p(EOS)) of the fine-tuned model."
+        "Triggered rows: stop rate; others: false stops. ft score: median stop score "
+        "log p(EOS) − log(1 − p(EOS)) of the fine-tuned model."
     )
     t.caption = "\n".join(lines)
     return t
