@@ -60,6 +60,14 @@ def test_page_is_self_contained_and_every_link_resolves(report_run):
                     "drilldown", "generations", "meta"):  # fmt: skip
         assert section in p.ids, section
     assert "could not be laid out" not in page and "is missing" not in page
+    assert "Other results" not in page  # every section of this document has a place
+
+
+def test_an_unknown_section_is_shown_not_dropped(report_run):
+    run, doc = report_run
+    doc["specificity"] = {"stop_rate_by_token": [{"token": "STOP", "rate": 0.0}]}
+    page = render_html(doc, run.report)
+    assert 'id="other-specificity"' in page and "stop_rate_by_token" in page
 
 
 def test_checklist_lines_link_to_their_figure_and_numbers(report_run):

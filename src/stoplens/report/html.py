@@ -84,11 +84,14 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
         "layerwise",
         "1. Where: layerwise Δ",
         ("layerwise",),
-        "control-vs-control pairs (two ordinary controls swapped: the noise floor); the base model's Δ beside it",
+        "control-vs-control pairs (two ordinary controls swapped: the noise floor) and, where "
+        "captured, a fixed ordinary token in the trigger's place (more than token identity); the "
+        "base model's Δ beside them",
         "/layerwise/layers",
         (
             ("‖Δ‖/‖h‖ (triggered)", "/layerwise/profiles/last/trigger/rel_norm"),
             ("‖Δ‖/‖h‖ (null)", "/layerwise/profiles/last/null/rel_norm"),
+            ("‖Δ‖/‖h‖ (fixed token)", "/layerwise/profiles/last/fixed/rel_norm"),
             ("‖mean Δ‖ (triggered)", "/layerwise/profiles/last/trigger/norm_mean_delta"),
             ("‖mean Δ‖ (null)", "/layerwise/profiles/last/null/norm_mean_delta"),
             ("‖Δ‖/‖h‖ (base, triggered)", "/layerwise/profiles/last/base_trigger/rel_norm"),
@@ -98,13 +101,17 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
         "lowrank",
         "2. One direction? Low rank of the Δs",
         ("pca_cumulative", "pca_components"),
-        "the same statistics on control-vs-control Δs",
+        "the same statistics on control-vs-control Δs and, where captured, on fixed-token Δs "
+        "(a fixed token swapped against varying controls shares a direction too: the null for "
+        "'one direction')",
         "/lowrank/layers",
         (
             ("top-1 energy (triggered)", "/lowrank/trigger/energy_top1_ci"),
             ("top-1 energy (null)", "/lowrank/null/energy_top1_ci"),
+            ("top-1 energy (fixed token)", "/lowrank/fixed/energy_top1_ci"),
             ("LOO cos to mean Δ (triggered)", "/lowrank/trigger/loo_cos"),
             ("LOO cos (null)", "/lowrank/null/loo_cos"),
+            ("LOO cos (fixed token)", "/lowrank/fixed/loo_cos"),
             ("centred PC1 (triggered)", "/lowrank/trigger/pc1_ci"),
             ("centred PC1 (null)", "/lowrank/null/pc1_ci"),
             ("components for 80%", "/lowrank/trigger/n_components_for_threshold"),
@@ -114,11 +121,13 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
         "logit_lens",
         "3. Output: logit lens of Δ",
         ("logit_lens",),
-        "control-vs-control Δs through the same lens (the last layer equals the model's own logits: judge the intermediate layers)",
+        "control-vs-control and, where captured, fixed-token Δs through the same lens (the last "
+        "layer equals the model's own logits: judge the intermediate layers)",
         "/logit_lens/layers",
         (
             ("EOS Δ log-prob (triggered)", "/logit_lens/trigger/eos_dlogprob"),
             ("EOS Δ log-prob (null)", "/logit_lens/null/eos_dlogprob"),
+            ("EOS Δ log-prob (fixed token)", "/logit_lens/fixed/eos_dlogprob"),
             ("EOS rank", "/logit_lens/trigger/eos_rank"),
             ("EOS z", "/logit_lens/trigger/eos_z"),
             ("content Δ log-prob (triggered)", "/logit_lens/trigger/content_dlogprob"),
@@ -129,11 +138,13 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
         "diff_lens",
         "4. Did fine-tuning create it? Base vs fine-tuned",
         ("diff_lens",),
-        "difference-in-differences of control-vs-control pairs (the fixed-token null)",
+        "difference-in-differences of control-vs-control pairs and, where captured, of the "
+        "fixed token",
         "/diff_lens/layers",
         (
             ("‖mean DiD‖", "/diff_lens/did/norm_mean_delta"),
             ("‖mean DiD‖ (null)", "/diff_lens/did_null/norm_mean_delta"),
+            ("‖mean DiD‖ (fixed token)", "/diff_lens/did_fixed/norm_mean_delta"),
             ("mean ‖Δ‖ fine-tuned", "/diff_lens/ft_delta/mean_norm_delta"),
             ("mean ‖Δ‖ base", "/diff_lens/base_delta/mean_norm_delta"),
             ("cos(Δ ft, Δ base)", "/diff_lens/cos_ft_base"),
@@ -141,12 +152,21 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
     ),
 )
 
+# Top-level keys of results.json that have a section of their own; any other key is shown
+# generically under "Other results" (a new analysis is never silently left out).
+LAID_OUT = frozenset(
+    {"meta", "eval", "pairs", "layerwise", "lowrank", "logit_lens", "diff_lens", "causal",
+     "causal_knowledge", "cross_regime", "checkpoints", "figures", "verdicts", "components",
+     "pair_table", "null_test_pairs"}
+)  # fmt: skip
+
 _EVIDENCE = (
     ("necessary", "Necessary (ablation)"),
     ("sufficient", "Sufficient (addition)"),
     ("general_necessary", "General, necessary (held-out placements)"),
     ("general_sufficient", "General, sufficient (held-out placements)"),
     ("specific", "Specific (base model)"),
+    ("base_control", "Specific (base model)"),  # the name newer causal results use
     ("cost", "Cheap (KL on clean prompts)"),
 )
 
@@ -510,7 +530,10 @@ def _causal(page: _Page) -> str:
             )
             + f"; effects below on TEST pairs. {esc(sel.get('reason', ''))}</p>"
         )
-    out += "<p><b>Nulls:</b> random directions of the same norm (ablation, addition); the base model (specificity).</p>"
+    out += "<p><b>Nulls:</b> random directions of the same norm (ablation, addition); the base model (specificity)"
+    if page.doc.get("null_test_pairs") is not None:
+        out += f"; {esc(page.doc['null_test_pairs'])} control-vs-control TEST pairs"
+    out += ".</p>"
     out += _evidence_rows(c)
     out += page.fig("patching", "layer × position group; normalised stop score") + page.fig(
         "steering"
@@ -645,6 +668,8 @@ def render_html(doc: dict[str, Any], report_dir: str | Path) -> str:
             "drilldown", "Drill-down: TEST pairs", lambda: pair_section(pt, judged_layer(doc)), None
         )
     page.add("generations", "Example generations", lambda: _generations(page), None)
+    for key in [k for k in doc if k not in LAID_OUT]:
+        page.add(f"other-{key}", f"Other results: {key}", lambda key=key: generic(doc[key]), None)  # type: ignore[misc]
     rest = [k for k in page.figures if k not in page.placed]
     if rest:
         page.add("figures", "Other figures", lambda: "".join(page.fig(k) for k in rest), None)
