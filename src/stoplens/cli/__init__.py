@@ -35,8 +35,11 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; callable from tests with an argv list. Returns the exit code."""
+    from stoplens.progress import quiet_library_bars
+
     app = build_app()
     try:
+        quiet_library_bars()
         app(args=argv, standalone_mode=False)
     except StoplensError as e:
         print(f"error: {e}", file=sys.stderr)
