@@ -71,6 +71,7 @@ pre { background:var(--panel); padding:8px; overflow:auto; max-height:420px; fon
 .spark rect { fill:var(--accent); } .spark rect.null { fill:#c8ced8; }
 .kv td:first-child { color:var(--muted); white-space:nowrap; }
 .wide { overflow-x:auto; }
+.wide th { position:static; }  /* sticky inside a scroll box would slide over the first row */
 .gen { font-family:ui-monospace,monospace; white-space:pre-wrap; }
 @media (max-width: 1000px) { .checks { grid-template-columns:1fr; } .viewer { position:static; } }
 """
