@@ -220,12 +220,14 @@ def make_doc() -> dict:
         },
         "figures": dict(FIGURES),
         "verdicts": {
-            "overall": "medium",
+            "overall": "partial evidence",
             "checks": checks,
             "thresholds": {"pc1_strong": 0.4, "min_pairs": 64},
             "headline": {
-                "representation": "one direction",
-                "causal": "sufficient, not necessary",
+                "representation": "medium",
+                "causal": {"necessary": False, "sufficient": True, "specific": None},
+                "causal_text": "sufficient but not necessary",
+                "dedicated": False,
                 "text": "A synthetic headline: one direction, sufficient but not necessary.",
             },
         },

@@ -65,9 +65,9 @@ def test_page_is_self_contained_and_every_link_resolves(report_run):
 
 def test_an_unknown_section_is_shown_not_dropped(report_run):
     run, doc = report_run
-    doc["specificity"] = {"stop_rate_by_token": [{"token": "STOP", "rate": 0.0}]}
+    doc["mystery_analysis"] = {"stop_rate_by_token": [{"token": "STOP", "rate": 0.0}]}
     page = render_html(doc, run.report)
-    assert 'id="other-specificity"' in page and "stop_rate_by_token" in page
+    assert 'id="other-mystery_analysis"' in page and "stop_rate_by_token" in page
 
 
 def test_checklist_lines_link_to_their_figure_and_numbers(report_run):
@@ -83,7 +83,8 @@ def test_checklist_lines_link_to_their_figure_and_numbers(report_run):
         assert f'href="#num-{i}"' in page and f'id="num-{i}"' in page
     assert "the signal appears in the first third of the layers" in page  # meaning
     assert "(random directions)" in page  # null_name beside the null value
-    assert "A synthetic headline" in page and "sufficient, not necessary" in page
+    assert "A synthetic headline" in page and "sufficient but not necessary" in page
+    assert "necessary: no" in page and "sufficient: yes" in page  # the causal flags
 
 
 def test_drilldown_marks_trigger_and_decision_positions(report_run):
@@ -159,7 +160,7 @@ def test_stoplens_report_rebuilds_both_files_from_results_json(report_run, capsy
     out = capsys.readouterr().out
     assert str(run.report_html) in out and "self-contained" in out
     md = run.summary_md.read_text(encoding="utf-8")
-    assert "**Overall: medium evidence**" in md and "- [?] **Diffuse**" in md
+    assert "Overall: partial evidence (representation: " in md and "- [?] **Diffuse**" in md
     assert run.report_html.stat().st_size > 1000
     page = run.report_html.read_text(encoding="utf-8")
     assert page == render_html(doc, run.report)

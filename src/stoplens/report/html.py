@@ -157,7 +157,7 @@ ANALYSES: tuple[tuple[str, str, tuple[str, ...], str, str, tuple[tuple[str, str]
 LAID_OUT = frozenset(
     {"meta", "eval", "pairs", "layerwise", "lowrank", "logit_lens", "diff_lens", "causal",
      "causal_knowledge", "cross_regime", "checkpoints", "figures", "verdicts", "components",
-     "pair_table", "null_test_pairs"}
+     "pair_table", "null_test_pairs", "specificity"}
 )  # fmt: skip
 
 _EVIDENCE = (
@@ -194,10 +194,22 @@ def _links(check: dict[str, Any], figures: dict[str, str]) -> tuple[str | None, 
                 fig = fig if "figure" in check else f
                 ref = ref if "ref" in check else r
                 break
-    return (fig if fig in figures else None), (ref if isinstance(ref, str) else None)
+    return (fig if fig in figures else None), (ref if isinstance(ref, str) and ref else None)
 
 
-def _status(passed: Any) -> tuple[str, str]:
+_TONE = {
+    "strong": "b-strong", "dedicated mechanism": "b-strong",
+    "medium": "b-medium", "partial evidence": "b-medium",
+    "weak": "b-weak", "none": "b-weak", "no mechanism": "b-weak", "no stop behaviour": "b-weak",
+}  # fmt: skip
+
+
+def _status(passed: Any, tier: str = "") -> tuple[str, str]:
+    if passed is None and tier in ("describe", "info"):
+        return (
+            '<span class="note" title="a description or information, not judged">ⓘ info</span>',
+            "1",
+        )
     if passed is True:
         return '<span class="pass" title="passed">✓ pass</span>', "2"
     if passed is False:
@@ -294,10 +306,22 @@ def _headline(doc: dict[str, Any]) -> str:
     hl: dict[str, Any] = raw if isinstance(raw, dict) else {}
     badges = ""
     if overall:
-        badges += f'<span class="badge b-{esc(overall)}">overall: {esc(overall)} evidence</span>'
-    for k in ("representation", "causal"):
-        if hl.get(k):
-            badges += f'<span class="badge">{esc(k)}: {esc(hl[k])}</span>'
+        tone = _TONE.get(str(overall), "b-medium")
+        word = f"{overall} evidence" if overall in ("strong", "medium", "weak") else overall
+        badges += f'<span class="badge {tone}">overall: {esc(word)}</span>'
+    if hl.get("representation"):
+        rep = str(hl["representation"])
+        badges += f'<span class="badge {_TONE.get(rep, "")}">representation: {esc(rep)}</span>'
+    flags = hl.get("causal")
+    if isinstance(flags, dict):
+        for k, v in flags.items():
+            word = {True: "yes", False: "no"}.get(v, "not measured")
+            tone = {True: "b-strong", False: "b-weak"}.get(v, "")
+            badges += f'<span class="badge {tone}">{esc(k)}: {word}</span>'
+    elif flags:
+        badges += f'<span class="badge">causal: {esc(flags)}</span>'
+    if hl.get("causal_text"):
+        badges += f'<div class="note">causal: {esc(hl["causal_text"])}</div>'
     judged = [c for c in checks if c.get("passed") is not None]
     passed = sum(1 for c in judged if c.get("passed") is True)
     text = hl.get("text") or (
@@ -315,7 +339,7 @@ def _checklist(page: _Page) -> str:
     rows, entries = [], []
     for i, c in enumerate(checks):
         fig, ref = _links(c, page.figures)
-        icon, sv = _status(c.get("passed"))
+        icon, sv = _status(c.get("passed"), str(c.get("tier", "")))
         null = num(c.get("null")) if c.get("null") is not None else ""
         if c.get("null_name"):
             null = f"{null} ({c['null_name']})" if null else str(c["null_name"])
@@ -357,7 +381,7 @@ def _checklist(page: _Page) -> str:
     )
     listing = (
         f'<div><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        '<p class="note">✓ passed, ✗ failed, ? not judged (the note says why). Every value carries its '
+        '<p class="note">✓ passed, ✗ failed, ? not judged (the note says why), ⓘ a description, not judged. Every value carries its '
         "95% CI, n and null; thresholds are configuration (see Run metadata).</p></div>"
     )
     numbers = (
@@ -633,6 +657,18 @@ def render_html(doc: dict[str, Any], report_dir: str | Path) -> str:
         "behaviour", "Behaviour (held-out test split)", lambda: _behaviour(page), doc.get("eval")
     )
     page.add("pairs", "Contrast pairs", lambda: _pairs(page), doc.get("pairs"))
+    if doc.get("specificity") is not None:
+        page.add(
+            "specificity",
+            "Trigger specificity: other tokens in the trigger's place",
+            lambda: (
+                '<p class="note">Stop rates of the fine-tuned model with the trigger, with '
+                "its control, and with other tokens (a fixed word, random words, random vocabulary "
+                "ids, near misses) in the trigger's place: the null for “specific to the trigger”.</p>"
+                + generic(doc["specificity"])
+            ),
+            doc.get("specificity"),
+        )
     for key, title, figs, null, lptr, cols in ANALYSES:
         page.add(
             key,
