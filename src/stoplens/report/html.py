@@ -86,7 +86,7 @@ _TONE = {
 def _status(passed: Any, tier: str = "") -> tuple[str, str]:
     if passed is None and tier in ("describe", "info"):
         return (
-            '<span class="note" title="a description or information, not judged">ⓘ info</span>',
+            '<span class="note" title="a description or information, not judged">– info</span>',
             "1",
         )
     if passed is True:
@@ -260,7 +260,7 @@ def _checklist(page: _Page) -> str:
     )
     listing = (
         f'<div><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        '<p class="note">✓ passed, ✗ failed, ? not judged (the note says why), ⓘ a description, not judged. Every value carries its '
+        '<p class="note">✓ passed, ✗ failed, ? not judged (the note says why), – info: a description, not judged. Every value carries its '
         "95% CI, n and null; thresholds are configuration (see Run metadata).</p></div>"
     )
     numbers = (
