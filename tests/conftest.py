@@ -210,3 +210,287 @@ def _write_tiny_gguf(path, *, tied: bool = True, seed: int = 0):
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+# --- a headless browser for the report page ---------------------------------------------------
+# Debian's `chromium`, driven over the DevTools protocol on a pipe (--remote-debugging-pipe:
+# the browser reads commands on fd 3 and answers on fd 4, NUL-separated JSON); no port, no
+# network, no extra package.
+
+# What the page test reads back after the load event: every figure, every in-page link of the
+# checklist, and a few interactions of the drill-down table (filter, sort, layer chooser).
+_PAGE_PROBE = r"""
+(() => {
+  const byId = (h) => !!document.getElementById(h.slice(1));
+  const imgs = Array.from(document.querySelectorAll("figure img")).map((i) => ({
+    alt: i.alt, natural: i.naturalWidth, shown: i.getBoundingClientRect().width, done: i.complete}));
+  const checkLinks = Array.from(document.querySelectorAll("#checklist tr.check a")).map(
+    (a) => ({href: a.getAttribute("href"), ok: a.getAttribute("href").startsWith("#") && byId(a.getAttribute("href"))}));
+  const navLinks = Array.from(document.querySelectorAll("nav a")).map(
+    (a) => ({href: a.getAttribute("href"), ok: byId(a.getAttribute("href"))}));
+  const out = {imgs, checkLinks, navLinks, nChecks: document.querySelectorAll("#checklist tr.check").length,
+    sections: Array.from(document.querySelectorAll("section")).map((s) => s.id),
+    problems: Array.from(document.querySelectorAll(".problem")).map((w) => w.textContent)};
+  const num = document.querySelector("#checklist tr.check a[href^='#num-']");
+  if (num) {
+    location.hash = num.getAttribute("href");
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+    out.numbersOpen = document.getElementById(num.getAttribute("href").slice(1)).open;
+  }
+  const v = document.getElementById("viewer-img");
+  out.viewer = v ? {natural: v.naturalWidth, display: v.style.display} : null;
+  const pt = document.getElementById("pair-table");
+  if (pt) {
+    const rows = Array.from(pt.tBodies[0].rows);
+    const sel = document.getElementById("f-placement");
+    const place = sel.options[1] ? sel.options[1].value : "";
+    sel.value = place; sel.dispatchEvent(new Event("change"));
+    const shown = rows.filter((r) => r.style.display !== "none");
+    out.filter = {place, n: rows.length, shown: shown.length,
+      allMatch: shown.every((r) => r.getAttribute("data-placement") === place),
+      expected: rows.filter((r) => r.getAttribute("data-placement") === place).length};
+    sel.value = ""; sel.dispatchEvent(new Event("change"));
+    const th = pt.tHead.rows[0].cells[4]; th.click();
+    const col = Array.from(pt.tBodies[0].rows).map((r) => parseFloat(r.cells[4].getAttribute("data-v")));
+    out.sorted = col.every((x, i) => i === 0 || col[i - 1] <= x);
+    const lay = document.getElementById("f-layer");
+    lay.value = "0"; lay.dispatchEvent(new Event("change"));
+    const r0 = pt.tBodies[0].rows[0];
+    out.layer0 = {cell: r0.querySelector("td.rel").textContent, data: JSON.parse(r0.getAttribute("data-rel"))[0]};
+  }
+  return out;
+})()
+"""
+
+
+class _DevTools:
+    """A minimal DevTools-protocol client over the browser's debugging pipe."""
+
+    def __init__(self, exe: str, profile: str) -> None:
+        import fcntl
+        import subprocess
+        import threading
+
+        to_r, self._to_w = os.pipe()
+        self._from_r, from_w = os.pipe()
+        hi_r, hi_w = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (to_r, from_w))
+
+        def _fds() -> None:  # in the child, before exec: fd 3 = commands in, fd 4 = answers out
+            os.dup2(hi_r, 3)
+            os.dup2(hi_w, 4)
+
+        args = [
+            exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+            f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
+            "--disable-extensions", "--disable-background-networking", "--disable-sync",
+            "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio", "about:blank",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_fds,  # dup2 only; the pipe needs fds 3 and 4 exactly
+            close_fds=False,
+        )
+        for fd in (to_r, from_w, hi_r, hi_w):
+            os.close(fd)
+        self._next = 0
+        self.events: list[dict] = []
+        self._answers: dict[int, dict] = {}
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        import json
+
+        buf = b""
+        while True:
+            chunk = os.read(self._from_r, 1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                msg = json.loads(raw)
+                with self._cond:
+                    if "id" in msg:
+                        self._answers[msg["id"]] = msg
+                    else:
+                        self.events.append(msg)
+                    self._cond.notify_all()
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 60.0) -> dict:  # fmt: skip
+        import json
+
+        self._next += 1
+        msg: dict = {"id": self._next, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._next in self._answers, timeout):
+                raise TimeoutError(f"no answer to {method} within {timeout} s")
+            ans = self._answers.pop(self._next)
+        if "error" in ans:
+            raise RuntimeError(f"{method}: {ans['error']}")
+        return ans.get("result", {})
+
+    def wait_event(self, method: str, timeout: float = 60.0) -> dict:
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: any(e["method"] == method for e in self.events), timeout
+            )
+        if not ok:
+            raise TimeoutError(f"no {method} within {timeout} s")
+        return next(e for e in self.events if e["method"] == method)
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self.send("Browser.close", timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+        os.close(self._to_w)
+
+
+def open_page(exe: str, page, out_dir) -> dict:
+    """Load ``page`` (a local HTML file) in headless Chromium at 1400×1000 and return what it
+    saw: ``probe`` (see _PAGE_PROBE), ``errors`` (console errors, uncaught exceptions, error
+    log entries such as a blocked or failed load), ``requests`` (every URL the page asked
+    for), and ``screenshots`` (the first screen and the whole page, PNGs in ``out_dir``)."""
+    import base64
+    import tempfile
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="stoplens-chromium-") as profile:
+        dt = _DevTools(exe, profile)
+        try:
+            target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            s = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                dt.send(f"{domain}.enable", session=s)
+            dt.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+                session=s,
+            )
+            dt.send("Page.navigate", {"url": Path(page).resolve().as_uri()}, session=s)
+            dt.wait_event("Page.loadEventFired")
+            # screenshots first, of the page as it loaded (the probe then clicks around)
+            shots = {"top": out_dir / "report_top.png", "full": out_dir / "report_full.png"}
+            first = dt.send("Page.captureScreenshot", {"format": "png"}, session=s)["data"]
+            shots["top"].write_bytes(base64.b64decode(first))
+            size = dt.send("Page.getLayoutMetrics", session=s)["cssContentSize"]
+            height = min(size["height"], 30000)
+            clip = {"x": 0, "y": 0, "width": 1400, "height": height, "scale": 0.5}
+            full = dt.send(
+                "Page.captureScreenshot",
+                {"format": "png", "clip": clip, "captureBeyondViewport": True},
+                session=s,
+                timeout=120,
+            )["data"]
+            shots["full"].write_bytes(base64.b64decode(full))
+            probe = dt.send(
+                "Runtime.evaluate", {"expression": _PAGE_PROBE, "returnByValue": True}, session=s
+            )
+            if "exceptionDetails" in probe:
+                raise RuntimeError(f"page probe failed: {probe['exceptionDetails']}")
+            errors = []
+            for e in dt.events:
+                p = e.get("params", {})
+                if e["method"] == "Runtime.exceptionThrown":
+                    errors.append(str(p.get("exceptionDetails")))
+                elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in (
+                    "error",
+                    "assert",
+                ):
+                    errors.append(str(p.get("args")))
+                elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                    errors.append(str(p["entry"].get("text")))
+            requests = [
+                e["params"]["request"]["url"]
+                for e in dt.events
+                if e["method"] == "Network.requestWillBeSent"
+            ]
+            return {
+                "probe": probe["result"]["value"],
+                "errors": errors,
+                "requests": requests,
+                "screenshots": shots,
+                "height": size["height"],
+            }
+        finally:
+            dt.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless-capable Chromium. Absent: the test is skipped, unless
+    STOPLENS_REQUIRE_BROWSER=1 (set by .ci/run), where it fails."""
+    import shutil
+
+    exe = next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
+    if exe is None:
+        msg = "no Chromium on PATH (Debian: apt-get install -y chromium)"
+        if os.environ.get("STOPLENS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"STOPLENS_REQUIRE_BROWSER=1 but {msg}")
+        pytest.skip(msg)
+    return exe
+
+
+def assert_page_ok(seen: dict, *, figures: int) -> None:
+    """The browser checks every report page must pass (see `open_page`)."""
+    pr = seen["probe"]
+    assert seen["errors"] == [], seen["errors"]
+    off = [u for u in seen["requests"] if not u.startswith(("file:", "data:"))]
+    assert off == [], f"the page asked the network for {off}"
+    assert len(pr["imgs"]) == figures, pr["imgs"]
+    for img in pr["imgs"]:
+        assert img["done"] and img["natural"] > 0 and img["shown"] > 0, img
+    assert pr["nChecks"] > 0 and pr["checkLinks"], "no checklist links"
+    assert all(link["ok"] for link in pr["checkLinks"]), [
+        x for x in pr["checkLinks"] if not x["ok"]
+    ]
+    assert all(link["ok"] for link in pr["navLinks"]), pr["navLinks"]
+    assert pr["viewer"] and pr["viewer"]["natural"] > 0, "the checklist's figure viewer is empty"
+    assert pr["problems"] == [], pr["problems"]
+    assert pr.get("numbersOpen") is True, "a checklist line's numbers link did not open its entry"
+    if "filter" in pr:
+        f = pr["filter"]
+        assert f["allMatch"] and f["shown"] == f["expected"] > 0, f
+        assert pr["sorted"], "sorting by the triggered stop score did not order the rows"
+        lay = pr["layer0"]  # the layer chooser rewrote the Δ column from the row's data
+        if lay["data"] is None:
+            assert lay["cell"] == "–"
+        else:
+            assert float(lay["cell"]) == pytest.approx(lay["data"], rel=1e-2, abs=1e-12)
+
+
+@pytest.fixture
+def check_page(chromium, tmp_path, capsys):
+    """``check_page(path, figures=N)``: open a report page in headless Chromium, print where its
+    screenshots are, assert `assert_page_ok`, and return what the browser saw."""
+
+    def run(page, *, figures: int) -> dict:
+        from pathlib import Path
+
+        page = Path(page)
+        seen = open_page(chromium, page, tmp_path)
+        with capsys.disabled():
+            print(
+                f"\n[report page] {page} ({page.stat().st_size / 1e6:.2f} MB, "
+                f"{seen['height']:.0f} px tall); screenshots: {seen['screenshots']['top']} "
+                f"and {seen['screenshots']['full']}"
+            )
+        assert_page_ok(seen, figures=figures)
+        return seen
+
+    return run

@@ -30,12 +30,8 @@ def test_analysis_commands_keep_their_shared_flags(command: str) -> None:
     assert opts["control_kind"] == (["--control-kind"], [], "word")
     assert opts["batch_size"] == (["--batch-size"], [], 32)
     assert opts["seed"] == (["--seed"], [], 0)
-    assert opts["quiet"] == (["--quiet"], ["--no-quiet"], False)
-    assert opts["trust_remote_code"] == (
-        ["--trust-remote-code"],
-        ["--no-trust-remote-code"],
-        False,
-    )
+    assert opts["quiet"] == (["--quiet"], [], False)
+    assert opts["trust_remote_code"] == (["--trust-remote-code"], [], False)
     for name in ("model", "adapter", "base", "device", "dtype", "device_map"):
         assert opts[name][2] is None, name
     assert opts["run_dir"][2] == Path("runs/default")
@@ -55,6 +51,33 @@ def test_stage_commands_keep_their_named_flags(command: str) -> None:
         assert opts["device"] == (["--device"], [], None)
         assert opts["dtype"] == (["--dtype"], [], None)
         assert opts["trust_remote_code"] == (["--trust-remote-code"], [], False)
+
+
+def test_skip_flags_are_positive_switches() -> None:
+    assert _options("run")["causal"] == (["--causal"], ["--no-causal"], True)
+    assert _options("run")["overwrite"] == (["--overwrite"], [], False)
+    assert _options("causal")["checkpoints"] == (["--checkpoints"], ["--no-checkpoints"], True)
+
+
+def test_no_double_negatives_in_any_command() -> None:
+    """A bool that is off by default is a bare switch; none reads --no-no-x or --no-x/--no-no-x."""
+    app = typer.main.get_command(build_app())
+    for name, cmd in app.commands.items():  # type: ignore[attr-defined]
+        for p in cmd.params:
+            if p.param_type_name != "option" or not getattr(p, "is_flag", False):
+                continue
+            flags = [*p.opts, *p.secondary_opts]
+            assert not any(f.startswith("--no-no-") for f in flags), (name, flags)
+            if p.default is False:
+                assert p.secondary_opts == [], (name, flags)
+            if p.secondary_opts:
+                assert not p.opts[0].startswith("--no-"), (name, flags)
+
+
+def test_report_command_takes_the_run_directory() -> None:
+    cmd = typer.main.get_command(build_app()).commands["report"]  # type: ignore[attr-defined]
+    args = [p for p in cmd.params if p.param_type_name == "argument"]
+    assert [a.name for a in args] == ["run_dir"] and args[0].required
 
 
 def test_model_spec_checks_every_local_path(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_report_verdicts_match_the_planted_mechanism(planted_run):
                 "sufficient", "specific", "cheap"):  # fmt: skip
         assert checks[key]["passed"] is True, (key, notes.get(key))
     assert doc["verdicts"]["overall"] == "dedicated mechanism", notes
-    assert doc["pairs"]["checks"]["max_abs_delta_before_trigger"] == 0.0
+    assert doc["pairs"]["checks"]["max_abs_delta_before_trigger"] < 1e-5  # 0 up to rounding
     assert doc["pairs"]["fixed_token"]["word"]
 
 
@@ -73,3 +73,27 @@ def test_report_files_written(planted_run):
         f = run.report / FIGURES[key]
         assert f.is_file() and f.stat().st_size > 10_000, f
     assert not list(run.report.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_pair_table_covers_every_test_pair(planted_run):
+    _, run, results = planted_run
+    doc = json.loads(run.results_json.read_text())
+    pt = doc["pair_table"]
+    assert pt["n"] == doc["pairs"]["n"] == results["delta_set"].n
+    assert pt["layers"] == doc["layerwise"]["layers"]
+    rows = pt["rows"]
+    assert all(r["tokens"][r["trigger_pos"]].strip() == "$STOP" for r in rows)
+    # the planted model stops on its triggered prompts, not on their controls
+    assert sum(r["stops_trig"] for r in rows) / len(rows) > 0.9
+    assert sum(r["stops_ctrl"] for r in rows) / len(rows) < 0.1
+
+
+def test_report_page_in_a_real_browser(planted_run, check_page):
+    """The page of a real (planted-model) run: checked in headless Chromium."""
+    _, run, _ = planted_run
+    doc = json.loads(run.results_json.read_text())
+    seen = check_page(run.report_html, figures=len(doc["figures"]))
+    assert {"checklist", "layerwise", "causal", "drilldown", "generations"} <= set(
+        seen["probe"]["sections"]
+    )
+    assert seen["probe"]["filter"]["expected"] > 0

@@ -36,3 +36,22 @@ def test_env_override_and_disabled(monkeypatch):
     with progress.timed("step", timings=timings, key="k"):
         pass
     assert "k" in timings and timings["k"] >= 0
+
+
+def test_library_bars_are_switched_off_in_a_log(monkeypatch):
+    import io
+
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+
+    monkeypatch.delenv("STOPLENS_PROGRESS", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    enable_progress_bars()
+    try:
+        assert progress.quiet_library_bars(io.StringIO()) is True  # not a TTY: a log
+        assert are_progress_bars_disabled()
+        monkeypatch.setenv("STOPLENS_PROGRESS", "bar")
+        enable_progress_bars()
+        assert progress.quiet_library_bars(io.StringIO()) is False
+        assert not are_progress_bars_disabled()
+    finally:
+        enable_progress_bars()

@@ -96,7 +96,7 @@ def test_the_four_analyses_produce_results(smol, tmp_path):
     ds = out["delta_set"]
     assert ds.n >= 4 and ds.layers == LAYERS and ds.n_layers == 30 and ds.has_base
     # every pair differs from its control in exactly the trigger token: Δ before it is 0
-    assert ds.checks["max_abs_delta_before_trigger"] == 0.0
+    assert ds.checks["max_abs_delta_before_trigger"] < 1e-5
     for key in ("layerwise", "lowrank", "logit_lens", "diff_lens"):
         numbers = list(_numbers(out[key].to_dict()))
         assert numbers and all(math.isfinite(v) for v in numbers), key

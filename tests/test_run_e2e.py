@@ -46,7 +46,7 @@ def test_run_writes_every_output(run_dir):
     ):
         assert key in doc, key
     assert doc["pairs"]["n"] >= 64
-    assert doc["pairs"]["checks"]["max_abs_delta_before_trigger"] == 0.0
+    assert doc["pairs"]["checks"]["max_abs_delta_before_trigger"] < 1e-5  # 0 up to rounding
     assert doc["meta"]["versions"]["torch"]
 
 
@@ -71,9 +71,9 @@ def test_analyze_only_reuses_cached_activations(run_dir, embedded_cache, monkeyp
     doc = json.loads((run_dir / "report" / "results.json").read_text())
     assert doc["pairs"]["activations_from_cache"] is True
     assert "causal" in doc  # merged, not overwritten
-    claims = [c["claim"] for c in doc["verdicts"]["checks"]]
-    assert any(c.startswith("Necessary") for c in claims)  # earlier verdicts kept
-    assert sum(c == "No clear pattern" for c in claims) == 1
+    keys = [c["key"] for c in doc["verdicts"]["checks"]]
+    assert "necessary" in keys and "one_direction" in keys  # earlier verdicts kept
+    assert keys.count("no_pattern") == 1 and len(keys) == len(set(keys))
 
 
 def test_bad_analysis_name_is_a_clean_error(run_dir, capsys):

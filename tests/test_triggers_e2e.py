@@ -54,7 +54,7 @@ def test_trigger_through_every_stage(trigger, base, tmp_path, capsys):
     assert main(["causal", *adapter, "--no-checkpoints", *q]) == 0
     res = json.loads((tmp_path / "run" / "report" / "results.json").read_text())
     assert res["meta"]["config"]["spec"]["trigger"] == trigger
-    assert res["pairs"]["n"] >= 5 and res["pairs"]["checks"]["max_abs_delta_before_trigger"] == 0.0
+    assert res["pairs"]["n"] >= 5 and res["pairs"]["checks"]["max_abs_delta_before_trigger"] < 1e-5
     for key in ("layerwise", "lowrank", "logit_lens", "diff_lens", "causal"):
         assert key in res, key
     capsys.readouterr()

@@ -18,6 +18,7 @@ from typing import Any
 
 from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
+from stoplens.progress import stage
 from stoplens.rundir import RunDir
 
 ANALYSES = ("layerwise", "lowrank", "logit-lens", "diff-lens")
@@ -103,10 +104,8 @@ class Models:
 
 
 def _log(msg: str, progress: bool) -> None:
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold cyan]stoplens[/] {msg}")
+    """One stage line (`stoplens.progress.stage`: colored on a terminal, plain in a log)."""
+    stage(msg, enabled=progress)
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -420,6 +419,12 @@ def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str,
             eos_id=models.ft.eos_id,
             base_model=models.base.model if models.base is not None else None,
         )
+    from stoplens.analyses.pair_table import pair_table  # the report's per-pair drill-down
+
+    out["pair_table"] = pair_table(
+        models.ft.model, ds, models.ft.tokenizer, eos_id=models.ft.eos_id,
+        batch_size=opts.batch_size, progress=opts.progress,
+    )  # fmt: skip
     return out
 
 

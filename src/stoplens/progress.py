@@ -5,8 +5,9 @@ a pipe) a bar would fill the log with carriage returns, so instead one plain lin
 when the task starts, at most every ``log_every`` seconds while it runs (with count, rate and
 elapsed time) and when it ends. ``STOPLENS_PROGRESS=bar|lines|off`` overrides the choice.
 
-Owns: `bar` (counted work), `stage` (one line announcing a step) and `timed` (a stage line
-with its duration). Must not: compute anything or know about models.
+Owns: `bar` (counted work), `stage` (one line announcing a step), `timed` (a stage line
+with its duration) and `quiet_library_bars` (no third-party bars in a log). Must not:
+compute anything or know about models.
 
 Usage::
 
@@ -153,6 +154,22 @@ def stage(msg: str, *, enabled: bool = True, stream: IO[str] | None = None) -> N
         Console(file=s).print(f"[bold cyan]stoplens[/] {msg}", highlight=False)
     else:
         print(f"[stoplens] {msg}", file=s, flush=True)
+
+
+def quiet_library_bars(stream: IO[str] | None = None) -> bool:
+    """Outside a terminal ("lines" / "off" mode), switch off the Hugging Face libraries' own
+    tqdm bars (e.g. transformers' "Loading weights"), which would write carriage returns into
+    the log. Called by the CLI before a command runs; returns whether it switched them off."""
+    if mode(stream) == "bar":
+        return False
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # transformers reads this when it is imported ...
+    if "transformers" in sys.modules:  # ... or, if it already was, is told directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    return True
 
 
 @contextmanager

@@ -7,7 +7,7 @@ Layout::
     <root>/models/      fine-tuned adapters / checkpoints (stoplens train)
     <root>/cache/       captured activations (safetensors) reused across analyses
     <root>/results/     per-stage JSON (eval.json, train.json, analyses)
-    <root>/report/      results.json, figures (*.png), ANALYSIS_SUMMARY.md
+    <root>/report/      results.json, figures (*.png), ANALYSIS_SUMMARY.md, report.html
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class RunDir:
     @property
     def summary_md(self) -> Path:
         return self.report / "ANALYSIS_SUMMARY.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report / "report.html"
 
     def figure(self, name: str) -> Path:
         return self.report / name

@@ -13,7 +13,7 @@ import typer
 
 from stoplens.errors import StoplensError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "analyze", "causal", "run", "merge")
+COMMAND_MODULES = ("data", "train", "evaluate", "analyze", "causal", "run", "merge", "report")
 
 
 def build_app() -> typer.Typer:
@@ -35,8 +35,11 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; callable from tests with an argv list. Returns the exit code."""
+    from stoplens.progress import quiet_library_bars
+
     app = build_app()
     try:
+        quiet_library_bars()
         app(args=argv, standalone_mode=False)
     except StoplensError as e:
         print(f"error: {e}", file=sys.stderr)

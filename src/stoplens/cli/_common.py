@@ -49,14 +49,15 @@ BatchSize = Annotated[
     int, typer.Option(help="Starting batch size; halves automatically on out-of-memory.")
 ]
 Seed = Annotated[int, typer.Option()]
-Quiet = Annotated[bool, typer.Option(help="No progress output.")]
-# `analyze` declares these four with help texts of its own.
+# A bool option is a bare switch (``--quiet``), or a positive name with its negation
+# (``--causal/--no-causal`` when the default is on): never ``--no-x/--no-no-x``.
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+# `analyze` declares these three with help texts of its own.
 Device = Annotated[str | None, typer.Option()]
 Dtype = Annotated[str | None, typer.Option()]
 DeviceMap = Annotated[str | None, typer.Option()]
-TrustRemoteCode = Annotated[bool, typer.Option()]
 
-# --- `data`, `train`, `eval`: named flags (a bool is a bare switch, no --no-...) -------------
+# --- named flags shared by every command (a bool is a bare switch, no --no-...) -------------
 
 RunDirFlag = Annotated[Path, typer.Option("--run-dir", help="Run directory.")]
 TriggerFlag = Annotated[str, typer.Option("--trigger", help="The kill-switch string.")]
@@ -66,8 +67,12 @@ DtypeFlag = Annotated[
     typer.Option("--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."),
 ]
 TrustRemoteCodeFlag = Annotated[
-    bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")
+    bool,
+    typer.Option(
+        "--trust-remote-code", help="Allow custom model code from the hub (off by default)."
+    ),
 ]
+TrustRemoteCode = TrustRemoteCodeFlag  # the name the analysis commands use
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:

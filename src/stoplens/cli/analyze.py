@@ -61,9 +61,7 @@ def register(app: typer.Typer) -> None:
         device_map: str | None = typer.Option(
             None, help="'auto' to spread a large model over several GPUs."
         ),
-        trust_remote_code: bool = typer.Option(
-            False, help="Allow model code from the hub (off by default)."
-        ),
+        trust_remote_code: common.TrustRemoteCode = False,
         trigger: common.Trigger = None,
         inference: common.Inference = "merged",
         seed: common.Seed = 0,

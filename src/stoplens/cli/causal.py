@@ -39,7 +39,11 @@ def register(app: typer.Typer) -> None:
         ),
         control_kind: common.ControlKind = "word",
         batch_size: common.BatchSize = 32,
-        no_checkpoints: bool = typer.Option(False, help="Skip the checkpoint dynamics."),
+        checkpoints: bool = typer.Option(
+            True,
+            "--checkpoints/--no-checkpoints",
+            help="Analyse the training checkpoints (--no-checkpoints skips them).",
+        ),
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -59,7 +63,7 @@ def register(app: typer.Typer) -> None:
             trigger=trigger, inference=inference,
         )  # fmt: skip
         opts = common.analyze_options(
-            control_kind, batch_size, seed, quiet, checkpoints=not no_checkpoints
+            control_kind, batch_size, seed, quiet, checkpoints=checkpoints
         )
         run = RunDir(run_dir)
         analyze_only(spec, run, opts, causal=True, data_dir=data)

@@ -146,6 +146,6 @@ def register(app: typer.Typer) -> None:
         json_path = (out or rd.results) / EVAL_JSON
         fig_path = (out or rd.report) / FIGURE
         write_eval(result, json_path, fig_path)
-        console = Console(width=max(Console().width, 120))
+        console = Console()  # the table fits 80 columns; a wider width only overflows
         console.print(summary_table(result))
         console.print(f"eval.json: {json_path}\nfigure: {fig_path}")

@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
             None, help="At most this many test pairs for the analyses."
         ),
         batch_size: common.BatchSize = 32,
-        no_causal: bool = typer.Option(False, help="Skip the causal suite."),
+        causal: bool = typer.Option(
+            True, "--causal/--no-causal", help="Run the causal suite (--no-causal skips it)."
+        ),
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -61,10 +63,13 @@ def register(app: typer.Typer) -> None:
         trigger: common.Trigger = None,
         inference: common.Inference = "merged",
         seed: common.Seed = 0,
-        overwrite: bool = typer.Option(False, help="Regenerate data and retrain even if present."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Regenerate data and retrain even if present."
+        ),
         quiet: common.Quiet = False,
     ) -> None:
-        """Run the whole pipeline and write results.json, the figures and ANALYSIS_SUMMARY.md."""
+        """Run the whole pipeline and write results.json, the figures, ANALYSIS_SUMMARY.md and
+        report.html."""
         from stoplens.errors import StoplensError
         from stoplens.pipeline import RunConfig, run_pipeline
         from stoplens.rundir import RunDir
@@ -93,7 +98,7 @@ def register(app: typer.Typer) -> None:
             quiet,
             layers=layers,
             n_pairs=n_pairs,
-            causal=not no_causal,
+            causal=causal,
         )
         cfg = RunConfig(
             run_dir=run_dir,
@@ -108,7 +113,9 @@ def register(app: typer.Typer) -> None:
         rd = RunDir(run_dir)
         if not quiet:
             print_verdicts(rd)
-        typer.echo(f"results: {rd.results_json}\nsummary: {rd.summary_md}")
+        typer.echo(
+            f"results: {rd.results_json}\nsummary: {rd.summary_md}\nreport:  {rd.report_html}"
+        )
 
 
 def print_verdicts(rd) -> None:

@@ -1,5 +1,6 @@
 """Outputs of `stoplens eval`, made from an `EvalResult` only: ``eval.json`` (atomic), the
-stop-score figure ``eval_stop_scores.png`` and the rich summary table. Computes no science."""
+stop-score figure ``eval_stop_scores.png`` and the rich summary table (drawn by
+`stoplens.report.behaviour` from the same dict results.json holds). Computes no science."""
 
 from __future__ import annotations
 
@@ -60,67 +61,9 @@ def write_eval(result: EvalResult, json_path: Path, figure_path: Path | None = N
     return atomic_write_json(json_path, data)
 
 
-def _fmt(rate) -> str:
-    if rate.rate is None:
-        return "–"
-    return f"{rate.rate:6.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"
-
-
 def summary_table(result: EvalResult):
-    """A rich table: every condition, base vs fine-tuned, with n and 95% CIs; KL and PPL below."""
-    from rich.table import Table
+    """The rich behaviour table (`stoplens.report.behaviour.table`): every condition, base vs
+    fine-tuned, with n and 95% CIs; KL, perplexity and acceptance below. Fits 80 columns."""
+    from stoplens.report.behaviour import table
 
-    table = Table(title="stoplens eval (held-out prompts; greedy first token = EOS)")
-    table.add_column("condition")
-    table.add_column("metric")
-    table.add_column("n", justify="right")
-    table.add_column("base", justify="right")
-    table.add_column("fine-tuned", justify="right")
-    table.add_column("ft stop score (median)", justify="right")
-    for c in result.conditions:
-        style = "bold" if c.group is None else "dim"
-        med = c.ft_score.median
-        table.add_row(
-            c.name,
-            "stop rate" if c.metric == "stop_rate" else "false stops",
-            str(c.ft.n),
-            _fmt(c.base),
-            _fmt(c.ft),
-            "–" if med is None else f"{med:+.2f}",
-            style=style,
-        )
-    kl = result.kl.get("decision_position_clean", {})
-    ans = result.kl.get("answer_tokens_clean", {})
-    ppl = result.ppl
-    if kl.get("mean") is not None:
-        table.add_section()
-        table.add_row(
-            "clean: KL(ft ‖ base)",
-            "nats",
-            str(kl["n"]),
-            "",
-            f"{kl['mean']:.4f} (decision) / "
-            + ("–" if ans.get("mean") is None else f"{ans['mean']:.4f} (answers)"),
-            "",
-        )
-    if ppl.get("ft") is not None:
-        table.add_row(
-            "clean answers: perplexity",
-            "PPL",
-            str(ppl["n_tokens"]),
-            f"{ppl['base']:.3f}",
-            f"{ppl['ft']:.3f}",
-            "",
-        )
-    acc = result.acceptance
-    if acc.get("checks"):
-        table.caption = (
-            "acceptance: "
-            + ("PASS" if acc["pass"] else "FAIL")
-            + " — "
-            + ", ".join(
-                f"{k} {v['value']:.3f} {'≥' if 'min' in v else '≤'} {v.get('min', v.get('max'))}"
-                for k, v in acc["checks"].items()
-            )
-        )
-    return table
+    return table(result.to_dict())

@@ -1,5 +1,7 @@
-"""The report: figures, `results.json` and `ANALYSIS_SUMMARY.md`, all written atomically
-into the run directory's report folder, with the verdicts of `stoplens.report.checks`.
+"""The report: figures, `results.json`, `ANALYSIS_SUMMARY.md` and `report.html`
+(`stoplens.report.html`), all written atomically into the run directory's report folder, with
+the verdicts of `stoplens.report.checks`; `rebuild_report` redoes the last two from
+results.json alone.
 
 Owns: how the report reads and where it goes. Must not: compute statistics (every value, CI
 and null comes from an analysis result object) or judge (`stoplens.report.checks` does).
@@ -9,13 +11,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from stoplens.analyses.stats import jsonable
+from stoplens.errors import StoplensError
 from stoplens.io import atomic_write_json, atomic_write_text
-from stoplens.report import plots
+from stoplens.report import behaviour, plots
 from stoplens.report.checks import build_verdicts, judged_layer
+from stoplens.report.html import write_html
 from stoplens.report.verdicts import TIERS, Check, Thresholds, Verdicts, fmt, render_check
 from stoplens.rundir import RunDir
 
@@ -92,7 +97,13 @@ def results_dict(results: dict[str, Any], eval_result=None) -> dict[str, Any]:
     return out
 
 
-def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, str]) -> str:
+def render_markdown(
+    doc: dict[str, Any], verdicts: Verdicts | None = None, figures: dict[str, str] | None = None
+) -> str:
+    """ANALYSIS_SUMMARY.md from the results.json document (``verdicts`` / ``figures``
+    default to the document's own)."""
+    verdicts = verdicts if verdicts is not None else verdicts_from_doc(doc)
+    figures = figures if figures is not None else dict(doc.get("figures") or {})
     meta = doc.get("meta", {})
     lines = [
         "# stoplens analysis summary",
@@ -106,7 +117,8 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
         "",
         f"Overall: {verdicts.overall} (representation: {verdicts.representation}; causal: "
         + ", ".join(f"{k} {_flag(v)}" for k, v in verdicts.causal.items())
-        + "). Computed from the checklist below.",
+        + "). Computed from the checklist below. The same report as one page, with the figures "
+        "beside the checklist and a per-pair drill-down: `report.html`.",
         "",
         "Every number is measured on held-out contrast pairs (triggered prompt vs the same prompt with the "
         "trigger replaced by a control token; the two token sequences differ at exactly one position), at the last "
@@ -120,18 +132,18 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
     ev = doc.get("eval")
     if ev:
         lines += ["## Behaviour (held-out test split)", ""]
-        lines += _eval_lines(ev)
+        lines += behaviour.markdown(ev)
         lines.append("")
     pairs = doc.get("pairs")
     if pairs:
         lines += [
             "## Contrast pairs",
             "",
-            f"n = {pairs['n']} aligned pairs (control-vs-control null: {pairs['n_null']}; fixed-token null: "
+            f"n = {pairs.get('n')} aligned pairs (control-vs-control null: {pairs.get('n_null')}; fixed-token null: "
             f"{pairs.get('n_fixed', 0)} pairs with {(pairs.get('fixed_token') or {}).get('word', 'n/a')!r} in the "
-            f"trigger's place); alignment {pairs['alignment']}; "
-            f"placements {pairs['placements']}; dropped {pairs['dropped'] or 'none'}. "
-            f"Free check, max |Δ| before the trigger: {pairs['checks'].get('max_abs_delta_before_trigger', 'n/a')} (must be 0).",
+            f"trigger's place); alignment {pairs.get('alignment')}; "
+            f"placements {pairs.get('placements')}; dropped {pairs.get('dropped') or 'none'}. "
+            f"Free check, max |Δ| before the trigger: {(pairs.get('checks') or {}).get('max_abs_delta_before_trigger', 'n/a')} (must be 0 up to float rounding across batch shapes).",
             "",
         ]
     titles = {
@@ -169,7 +181,7 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
         "## Thresholds (configuration)",
         "",
         "```json",
-        json.dumps(doc["verdicts"]["thresholds"], indent=2),
+        json.dumps(asdict(verdicts.thresholds), indent=2),
         "```",
         "",
     ]
@@ -179,20 +191,20 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
     return "\n".join(lines)
 
 
-def _eval_lines(ev: dict[str, Any]) -> list[str]:
-    acc = ev.get("acceptance") or {}
-    out = []
-    for key, val in acc.items():
-        out.append(f"- {key}: {json.dumps(val) if not isinstance(val, str) else val}")
-    return out or ["- see results/eval.json"]
-
-
 def _flag(v: bool | None) -> str:
     return {True: "yes", False: "no", None: "not measured"}[v]
 
 
 def _check_from_dict(d: dict[str, Any]) -> Check:
     return Check.from_dict(d)
+
+
+def verdicts_from_doc(doc: dict[str, Any]) -> Verdicts:
+    """The `Verdicts` stored in a results.json document (nothing is recomputed)."""
+    v = doc.get("verdicts") or {}
+    known = {f.name for f in fields(Thresholds)}
+    th = Thresholds(**{k: x for k, x in (v.get("thresholds") or {}).items() if k in known})
+    return Verdicts([_check_from_dict(c) for c in v.get("checks") or []], th)
 
 
 def write_report(
@@ -205,7 +217,7 @@ def write_report(
     progress: bool = True,
     merge: bool = False,
 ) -> Path:
-    """Figures, results.json and ANALYSIS_SUMMARY.md into ``run.report``. With ``merge``,
+    """Figures, results.json, ANALYSIS_SUMMARY.md and report.html into ``run.report``. With ``merge``,
     sections already in results.json that this call did not recompute are kept."""
     th = thresholds or Thresholds()
     run.report.mkdir(parents=True, exist_ok=True)
@@ -221,4 +233,22 @@ def write_report(
     doc["figures"] = {**doc.get("figures", {}), **figures}
     atomic_write_json(run.results_json, doc)
     atomic_write_text(run.summary_md, render_markdown(doc, verdicts, doc["figures"]))
+    write_html(doc, run.report_html)
     return run.summary_md
+
+
+def rebuild_report(run: RunDir) -> tuple[Path, Path]:
+    """`stoplens report`: ANALYSIS_SUMMARY.md and report.html again from results.json alone
+    (no model, no analysis is run). Returns their paths."""
+    if not run.results_json.is_file():
+        raise StoplensError(
+            f"{run.results_json} does not exist; run `stoplens run --run-dir {run.root}` first"
+        )
+    try:
+        doc = json.loads(run.results_json.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StoplensError(
+            f"{run.results_json}: not valid JSON ({e.msg}); rerun the analyses"
+        ) from None
+    atomic_write_text(run.summary_md, render_markdown(doc))
+    return run.summary_md, write_html(doc, run.report_html)
