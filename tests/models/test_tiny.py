@@ -166,7 +166,7 @@ def test_cli_defaults_use_the_embedded_pair(built, tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)  # no runs/default/data here
     assert main(["eval", "--out", str(tmp_path / "ev"), "--quiet", "--batch-size", "64"]) == 0
     out = capsys.readouterr().out
-    assert "trigger/system" in out and "acceptance: PASS" in out
+    assert "system" in out and "Acceptance: PASS" in out  # the behaviour table and its verdict
     data = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert data["meta"]["ft"]["adapter"] == str(pair.adapter_dir("behavioral"))
     assert (tmp_path / "ev" / "eval_stop_scores.png").is_file()
