@@ -1,9 +1,8 @@
 """Which components carry $STOP: activation patching of every attention head and every MLP.
 
-Components. A head (l, h) is slice h of the *input* of block l's attention output projection,
-viewed as [.., n_heads, head_dim]: under grouped-query attention (Qwen2, Llama, SmolLM2)
-several query heads share keys and values, but each still has its own slice there. An MLP l is
-the output of block l's MLP module. Module lookups are `stoplens.models.arch`'s.
+Components (`stoplens.capture.sites`). A head (l, h) is slice h of the input of block l's
+attention output projection (so grouped-query attention, as in Qwen2, Llama, SmolLM2, is
+handled); an MLP l is the output of block l's MLP module.
 
 Exact patching. As residual patching (`stoplens.analyses.patching`), per pair and position
 group, but only one component's activation is replaced by the source run's; the stop score is
@@ -15,7 +14,8 @@ read at the last prompt position. Effects are normalised per pair by the trigger
     null      (source control2, target control):   (s_patched - s_ctrl2→ctrl) / gap
 
 The null swaps one ordinary control word for another (the pairs' ``control2``): what patching a
-component moves when nothing stop-like differs, in the same units. A component is *beyond the
+component moves when nothing stop-like differs, in the same units (measured at the ranking
+group's positions, the ones the verdict reads). A component is *beyond the
 null* in a mode when its effect is at least ``min_effect`` in size (default 0.1 of the stop:
 downstream components react to the signal with tiny, consistent effects that are real but not
 carriers), its 95% CI excludes 0 and lies entirely outside the null's CI. Pairs with
@@ -31,14 +31,16 @@ Attention. For the top heads: the attention weight from the decision (post-instr
 positions to the trigger position in the triggered run, and to the control token at the same
 position in the control run (eager attention, the model's own weights).
 
-Owns: the component set, site capture, the exact and first-order patching engines and
-`component_patching`. Must not: plot, write files, or know module names.
+The engines (exact and first-order patching) are `stoplens.analyses.component_engines`.
+
+Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation,
+ranking) and `head_attention`. Must not: plot, write files, or know module names.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,338 +48,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.component_engines import attribution_patching, patch_components
 from stoplens.analyses.patching import GROUPS, position_groups
 from stoplens.analyses.stats import Estimate, bootstrap_mean, nan_bootstrap_mean, spearman
 from stoplens.analyses.steering import NO_JSON, dataclass_dict
-from stoplens.capture.extract import (
-    last_logits,
-    model_device,
-    pad_batch,
-    residual_sequences,
-    resume_from,
-    run_batched,
-    stop_score,
-    unembed_with_grad,
-)
-from stoplens.capture.hooks import (
-    add_hooks,
-    edit_input,
-    edit_output,
-    input_hidden,
-    output_hidden,
-    patch_edit,
-)
+from stoplens.capture.extract import last_logits, model_device, pad_batch, run_batched, stop_score
+from stoplens.capture.hooks import add_hooks
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.sites import Component, StopForward, all_components, stop_after
 from stoplens.models import arch
-from stoplens.progress import bar, timed
+from stoplens.progress import timed
 
 MODES = ("denoising", "noising")
-
-# --- the component set -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Component:
-    """An attention head (``head`` set) or an MLP (``head`` None) of block ``layer``."""
-
-    layer: int
-    head: int | None = None
-
-    @property
-    def kind(self) -> str:
-        return "mlp" if self.head is None else "head"
-
-    @property
-    def name(self) -> str:
-        return f"MLP{self.layer}" if self.head is None else f"L{self.layer}H{self.head}"
-
-    @property
-    def order(self) -> tuple[int, int, int]:
-        """Sort key: by block, heads (in order) before the block's MLP."""
-        return (self.layer, 1 if self.head is None else 0, self.head or 0)
-
-    @property
-    def site(self) -> tuple[str, int]:
-        return ("mlp" if self.head is None else "attn", self.layer)
-
-    @staticmethod
-    def parse(name: str) -> Component:
-        if name.startswith("MLP"):
-            return Component(int(name[3:]))
-        layer, head = name[1:].split("H")
-        return Component(int(layer), int(head))
-
-
-def all_components(model: nn.Module) -> tuple[Component, ...]:
-    """Every head of every block, then every MLP: L * (n_heads + 1) components."""
-    L, H = arch.n_layers(model), arch.n_heads(model)
-    heads = [Component(layer, h) for layer in range(L) for h in range(H)]
-    return (*heads, *(Component(layer) for layer in range(L)))
-
-
-Site = tuple[str, int]  # ("attn", l): o_proj input [.., H * hd]; ("mlp", l): MLP output [.., d]
-
-
-def _site_module(model: nn.Module, site: Site) -> nn.Module:
-    kind, layer = site
-    return arch.get_attn_out_proj(model, layer) if kind == "attn" else arch.get_mlp(model, layer)
-
-
-def _read_site_hooks(model: nn.Module, sites: Sequence[Site], store: dict[Site, torch.Tensor]):
-    """(pre_hooks, hooks) that put each site's activation [B, T, width] into ``store``."""
-    pre, post = [], []
-    for site in sites:
-        mod = _site_module(model, site)
-        if site[0] == "attn":
-
-            def pre_fn(module, args, kwargs, site=site):
-                store[site] = input_hidden(args, kwargs)
-
-            pre.append((mod, pre_fn))
-        else:
-
-            def post_fn(module, args, kwargs, output, site=site):
-                store[site] = output_hidden(output)
-
-            post.append((mod, post_fn))
-    return pre, post
-
-
-class _Stop(Exception):
-    """Raised after the last block needed, to skip the rest of the forward pass."""
-
-
-def _stop_after(model: nn.Module, layer: int, keep: dict[str, torch.Tensor] | None = None):
-    """A forward hook on block ``layer`` that (optionally keeps its output and) stops."""
-
-    def hook(module, args, kwargs, output):
-        if keep is not None:
-            keep["out"] = output_hidden(output)
-        raise _Stop
-
-    return (arch.get_blocks(model)[layer], hook)
-
-
-@torch.no_grad()
-def capture_sites(
-    model: nn.Module,
-    seqs: Sequence[Sequence[int]],
-    positions: Sequence[Sequence[int]],
-    sites: Sequence[Site],
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
-) -> dict[Site, torch.Tensor]:
-    """Component-site activations at chosen positions (P per sequence, equal P), one forward
-    pass per batch stopped after the last block needed: site -> float32 [n, P, width] (CPU)."""
-    sites = sorted(set(sites))
-    device = model_device(model)
-    last = max(layer for _, layer in sites)
-
-    def one_batch(idx: list[int]) -> torch.Tensor:
-        ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
-        pos = torch.as_tensor([list(positions[i]) for i in idx], dtype=torch.long)
-        store: dict[Site, torch.Tensor] = {}
-        pre, post = _read_site_hooks(model, sites, store)
-        with add_hooks(pre, [*post, _stop_after(model, last)]), contextlib.suppress(_Stop):
-            model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
-        b = torch.arange(len(idx)).unsqueeze(1)
-        return torch.cat([store[s][b, pos.to(store[s].device)].float().cpu() for s in sites], -1)
-
-    flat = run_batched(one_batch, [len(s) for s in seqs], batch_size, progress=False)
-    out, start = {}, 0
-    for s in sites:
-        width = int(arch.linear_weight(_site_module(model, s)).shape[1]) if s[0] == "attn" else 0
-        width = width or arch.d_model(model)
-        out[s] = flat[..., start : start + width]
-        start += width
-    return out
-
-
-def _cols(model: nn.Module, c: Component) -> slice | None:
-    if c.head is None:
-        return None
-    hd = arch.head_dim(model)
-    return slice(c.head * hd, (c.head + 1) * hd)
-
-
-def _patch_hooks(model: nn.Module, c: Component, source: torch.Tensor, mask: torch.Tensor):
-    """Hooks writing ``source`` ([B, T, width of the component]) where ``mask`` [B, T]."""
-    if c.head is None:
-        return [], [(arch.get_mlp(model, c.layer), edit_output(patch_edit(source, mask)))]
-    edit = patch_edit(source, mask, cols=_cols(model, c))
-    return [(arch.get_attn_out_proj(model, c.layer), edit_input(edit))], []
-
-
-# --- the engines --------------------------------------------------------------------------------
-
-
-def _slots(groups: Mapping[str, Sequence[Sequence[int]]], items: Sequence[int]):
-    """Per item, every position some group needs (padded to equal count by repetition) and
-    the slot of each position."""
-    need = [sorted({p for g in groups.values() for p in g[i]}) for i in items]
-    width = max(1, max(len(x) for x in need))
-    slots = [x + [x[-1] if x else 0] * (width - len(x)) for x in need]
-    return slots, [{p: j for j, p in enumerate(x)} for x in need]
-
-
-@torch.no_grad()
-def patch_components(
-    model: nn.Module,
-    source_seqs: Sequence[Sequence[int]],
-    target_seqs: Sequence[Sequence[int]],
-    components: Sequence[Component],
-    groups: Mapping[str, Sequence[Sequence[int]]],
-    *,
-    eos_id: int,
-    pad_id: int = 0,
-    batch_size: int = 32,
-    chunk_size: int = 64,
-    desc: str = "components: exact patching",
-    progress: bool = True,
-) -> torch.Tensor:
-    """Exact patching: stop score at the last position of each target run with one
-    component's activation at ``groups[g][i]`` replaced by the source run's.
-
-    Each cell resumes at the component's block from the stored target residual stream (the
-    blocks before it are unchanged by the patch), as `patch_residual_stream` does.
-
-    Returns:
-        float32 [n, n_components, n_groups] patched stop scores (NaN where a group is empty).
-    """
-    n = len(source_seqs)
-    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
-        raise ValueError("patching: sources, targets and groups must have one entry per pair")
-    if any(len(s) != len(t) for s, t in zip(source_seqs, target_seqs, strict=True)):
-        raise ValueError("patching: a source and its target differ in length")
-    L = arch.n_layers(model)
-    names = list(groups)
-    out = torch.full((n, len(components), len(names)), float("nan"))
-    device = model_device(model)
-    sites = sorted({c.site for c in components})
-    mid = sorted({c.layer for c in components if 0 < c.layer < L})
-    n_chunks = -(-n // chunk_size)
-    with bar(len(components) * len(names) * n_chunks, desc, enabled=progress, unit="cell") as b:
-        for c0 in range(0, n, chunk_size):
-            chunk = list(range(c0, min(n, c0 + chunk_size)))
-            slots, slot_of = _slots(groups, chunk)
-            src = capture_sites(
-                model, [source_seqs[i] for i in chunk], slots, sites, pad_id=pad_id,
-                batch_size=batch_size,
-            )  # fmt: skip
-            tgt = [target_seqs[i] for i in chunk]
-            resid = residual_sequences(model, tgt, mid, pad_id=pad_id, batch_size=batch_size)
-            for ci, c in enumerate(components):
-                sl = _cols(model, c)
-                site_src = src[c.site] if sl is None else src[c.site][..., sl]
-                for gi, g in enumerate(names):
-                    pos_g = [list(groups[g][i]) for i in chunk]
-                    b.update(1)
-                    if not any(pos_g):
-                        continue
-
-                    def factory(idx, ids, c=c, pos_g=pos_g, site_src=site_src, slot_of=slot_of):
-                        B, T = ids.shape
-                        source = torch.zeros(B, T, site_src.shape[-1])
-                        mask = torch.zeros(B, T, dtype=torch.bool)
-                        for bi, j in enumerate(idx):
-                            if pos_g[j]:
-                                cols = [slot_of[j][p] for p in pos_g[j]]
-                                source[bi, pos_g[j]] = site_src[j, cols]
-                                mask[bi, pos_g[j]] = True
-                        return _patch_hooks(model, c, source.to(device), mask.to(device))
-
-                    logits = last_logits(
-                        model, tgt, pad_id=pad_id, batch_size=batch_size, hook_factory=factory,
-                        resume=resume_from(c.layer, resid[c.layer]) if c.layer in resid else None,
-                        progress=False,
-                    )  # fmt: skip
-                    scores = stop_score(logits, eos_id)
-                    for j, i in enumerate(chunk):
-                        if groups[g][i]:
-                            out[i, ci, gi] = scores[j]
-    return out
-
-
-def _require_grad_hook(module, args, kwargs, output):
-    """Make the input embedding a leaf that requires grad (the model's weights may not), so
-    the whole forward graph is built and every activation downstream has a gradient."""
-    if isinstance(output, torch.Tensor) and not output.requires_grad:
-        return output.detach().requires_grad_(True)
-    return None
-
-
-def attribution_patching(
-    model: nn.Module,
-    source_seqs: Sequence[Sequence[int]],
-    target_seqs: Sequence[Sequence[int]],
-    components: Sequence[Component],
-    groups: Mapping[str, Sequence[Sequence[int]]],
-    *,
-    eos_id: int,
-    pad_id: int = 0,
-    batch_size: int = 8,
-    desc: str = "components: attribution",
-    progress: bool = True,
-) -> torch.Tensor:
-    """First-order estimate of ``s_patched - s_target`` for every component and group:
-    Σ_{p in group} (a_src - a_tgt)_p · ∂s/∂a_tgt,p, with s the target's stop score at its last
-    position. One source forward and one target forward + backward per batch.
-
-    Returns:
-        float32 [n, n_components, n_groups] (NaN where a group is empty).
-    """
-    n = len(source_seqs)
-    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
-        raise ValueError("attribution: sources, targets and groups must have one entry per pair")
-    L = arch.n_layers(model)
-    names = list(groups)
-    sites = sorted({c.site for c in components})
-    device = model_device(model)
-    embed = arch.get_embed(model)
-
-    def one_batch(idx: list[int]) -> torch.Tensor:
-        src_ids, mask, pos_ids = pad_batch([source_seqs[i] for i in idx], pad_id, device)
-        tgt_ids, _, _ = pad_batch([target_seqs[i] for i in idx], pad_id, device)
-        src: dict[Site, torch.Tensor] = {}
-        pre, post = _read_site_hooks(model, sites, src)
-        stop = _stop_after(model, max(layer for _, layer in sites))
-        with torch.no_grad(), add_hooks(pre, [*post, stop]), contextlib.suppress(_Stop):
-            model(input_ids=src_ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
-        tgt: dict[Site, torch.Tensor] = {}
-        keep: dict[str, torch.Tensor] = {}
-        pre, post = _read_site_hooks(model, sites, tgt)
-        hooks = [(embed, _require_grad_hook), *post, _stop_after(model, L - 1, keep)]
-        with torch.enable_grad():
-            with add_hooks(pre, hooks), contextlib.suppress(_Stop):
-                model(input_ids=tgt_ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
-            last = torch.as_tensor(
-                [len(target_seqs[i]) - 1 for i in idx], device=keep["out"].device
-            )
-            h_last = keep["out"][torch.arange(len(idx), device=last.device), last]
-            score = stop_score(unembed_with_grad(model, h_last), eos_id).sum()
-            grads = torch.autograd.grad(score, [tgt[s] for s in sites], allow_unused=True)
-        res = torch.full((len(idx), len(components), len(names)), float("nan"))
-        for s, g in zip(sites, grads, strict=True):
-            if g is None:
-                g = torch.zeros_like(tgt[s])
-            contrib = ((src[s].float() - tgt[s].detach().float()) * g.float()).cpu()  # [B, T, w]
-            for ci, c in enumerate(components):
-                if c.site != s:
-                    continue
-                sl = _cols(model, c)
-                per_pos = (contrib if sl is None else contrib[..., sl]).sum(-1)  # [B, T]
-                for gi, gname in enumerate(names):
-                    for bi, i in enumerate(idx):
-                        ps = list(groups[gname][i])
-                        if ps:
-                            res[bi, ci, gi] = per_pos[bi, ps].sum()
-        return res
-
-    return run_batched(
-        one_batch, [len(s) for s in target_seqs], batch_size, desc=desc, progress=progress
-    )
-
 
 # --- results ------------------------------------------------------------------------------------
 
@@ -702,7 +384,7 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     src = [null_pairs.trig_ids[j] for j in ni]
     tgt = [null_pairs.ctrl_ids[j] for j in ni]
     sub = pairs.subset(pi)
-    groups = position_groups(sub, cfg.groups)
+    groups = position_groups(sub, (cfg.rank_group,))  # the null judges the ranking group only
     logits = last_logits(model, tgt, pad_id=common["pad_id"], batch_size=cfg.batch_size,
                          progress=False)  # fmt: skip
     base = stop_score(logits, common["eos_id"]).double().numpy()
@@ -718,7 +400,7 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     valid_null = np.zeros_like(valid)
     valid_null[pi] = valid[pi]
     per, st = _effects(full, base_full, gap, valid_null, 1.0, n_boot=cfg.n_boot, seed=cfg.seed)
-    null = _pack("null", "exact", exact_set, cfg.groups, per, st)
+    null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
     raw_a = attribution_patching(
         model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
         desc="components: attribution (null)", progress=progress, **common,
@@ -726,15 +408,15 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
     full_a[pi] = raw_a
     per_a, st_a = _effects(full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, **boot)
-    return null, _pack("null", "attribution", comps, cfg.groups, per_a, st_a), len(rows)
+    return null, _pack("null", "attribution", comps, (cfg.rank_group,), per_a, st_a), len(rows)
 
 
 def _rank(comps, exact_set, attribution, exact, null, cfg) -> tuple[RankedComponent, ...]:
     g = cfg.rank_group
     modes = list(cfg.modes)
     gi = cfg.groups.index(g)
-    attr_score = np.nanmax(np.stack([np.abs(attribution[m].mean[:, gi]) for m in modes]), 0)
-    attr_score = np.nan_to_num(attr_score, nan=-1.0)
+    stacked = np.stack([np.abs(attribution[m].mean[:, gi]) for m in modes])
+    attr_score = np.nan_to_num(stacked, nan=-1.0).max(0)  # -1: no valid pair
     attr_rank = {comps[int(i)]: r + 1 for r, i in enumerate(np.argsort(-attr_score, kind="stable"))}
     in_exact = set(exact_set)
 
@@ -802,8 +484,8 @@ def head_attention(
 
             hooks = [(arch.get_attn(model, layer), grab(layer)) for layer in layers]
             with (
-                add_hooks((), [*hooks, _stop_after(model, max(layers))]),
-                contextlib.suppress(_Stop),
+                add_hooks((), [*hooks, stop_after(model, max(layers))]),
+                contextlib.suppress(StopForward),
             ):
                 model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
             out = torch.zeros(len(idx), len(heads))

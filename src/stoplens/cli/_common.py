@@ -29,6 +29,14 @@ BatchSize = Annotated[
 ]
 Seed = Annotated[int, typer.Option()]
 Quiet = Annotated[bool, typer.Option(help="No progress output.")]
+Components = Annotated[
+    bool,
+    typer.Option(
+        "--components/--no-components",
+        help="After the causal suite: head and MLP patching, smallest subspace, generations "
+        "under intervention, weight-space view, and <run-dir>/artifacts/directions.safetensors.",
+    ),
+]
 # `analyze` declares these four with help texts of its own.
 Device = Annotated[str | None, typer.Option()]
 Dtype = Annotated[str | None, typer.Option()]
@@ -141,6 +149,7 @@ def analyze_options(
     layers: str | None = None,
     n_pairs: int | None = None,
     causal: bool = True,
+    components: bool = True,
     checkpoints: bool = True,
 ) -> AnalyzeOptions:
     """The pipeline's validated `AnalyzeOptions` from the options' text (`--only`,
@@ -155,6 +164,7 @@ def analyze_options(
         batch_size=batch_size,
         seed=seed,
         causal=causal,
+        components=components,
         checkpoints=checkpoints,
         progress=not quiet,
     )

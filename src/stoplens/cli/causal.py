@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         control_kind: common.ControlKind = "word",
         batch_size: common.BatchSize = 32,
         no_checkpoints: bool = typer.Option(False, help="Skip the checkpoint dynamics."),
+        components: common.Components = True,
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -56,7 +57,12 @@ def register(app: typer.Typer) -> None:
             device_map=device_map, trust_remote_code=trust_remote_code, knowledge=knowledge,
         )  # fmt: skip
         opts = common.analyze_options(
-            control_kind, batch_size, seed, quiet, checkpoints=not no_checkpoints
+            control_kind,
+            batch_size,
+            seed,
+            quiet,
+            checkpoints=not no_checkpoints,
+            components=components,
         )
         run = RunDir(run_dir)
         analyze_only(spec, run, opts, causal=True, data_dir=data)

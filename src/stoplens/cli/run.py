@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         ),
         batch_size: common.BatchSize = 32,
         no_causal: bool = typer.Option(False, help="Skip the causal suite."),
+        components: common.Components = True,
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -88,6 +89,7 @@ def register(app: typer.Typer) -> None:
             layers=layers,
             n_pairs=n_pairs,
             causal=not no_causal,
+            components=components,
         )
         cfg = RunConfig(
             run_dir=run_dir,
