@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from stoplens.capture.pairs import chat_ids, render
+from stoplens.analyses.steering import Ablation, Addition
+from stoplens.capture.pairs import chat_ids, encode_pairs, render
+from stoplens.errors import StoplensError
 from stoplens.models.planted import (
     PLACEHOLDER,
     build_planted,
     planted_pair_records,
     planted_prompts,
 )
+
+from .conftest import decision_residuals, outcomes, stop_rate
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2"])
@@ -51,3 +56,56 @@ def test_planted_pair_records():
         assert r["control_candidates"] == ["garden", "window"] and r["control_kind"] == "word"
     assert {r["placement"] for r in recs} == {"early", "late"}
     assert {r["placement"] for r in planted_pair_records(3, placement="any")} == {"any"}
+
+
+@pytest.mark.parametrize("variant", ["single", "inert", "oddity", "two_heads"])
+def test_every_variant_is_deterministic_and_only_the_planted_model_reacts(variant):
+    """Same seed, same weights. The base (the random model before surgery, the trigger row
+    mean-initialised) does not react to the trigger: its stop scores on a triggered prompt and
+    its control agree (a random model may stop on both alike); the planted model reacts
+    strongly, except the inert one."""
+    family = "gpt2" if variant == "two_heads" else "llama"
+    a, b = (
+        build_planted(family, variant=variant, seed=3),
+        build_planted(family, variant=variant, seed=3),
+    )
+    for (n, x), (_, y) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), n
+    assert a.variant == variant and a.odd_token_ids == b.odd_token_ids
+    assert len(a.heads) == len(a.directions) == (2 if variant == "two_heads" else 1)
+    assert a.heads[0] == (a.layer, 0)
+    ep = encode_pairs(a.tokenizer, planted_pair_records(32, 4), a.trigger_id)
+    (bst, bzt), (bsc, bzc) = (outcomes(a, s, model=a.base) for s in (ep.trig_ids, ep.ctrl_ids))
+    assert (bst == bsc).all() and np.abs(bzt - bzc).max() < 0.2
+    (st, zt), (sc, zc) = (outcomes(a, s) for s in (ep.trig_ids, ep.ctrl_ids))
+    assert not sc.any()
+    if variant == "inert":
+        assert not st.any() and np.abs(zt - zc).max() < 1.0
+    else:
+        assert st.all() and (zt - zc).min() > 10.0
+
+
+def test_deeper_single_head_model():
+    """`build_planted("gpt2", n_layers=6, layer=3)`: the answer is at residual 4, along u; the
+    stop is removed by ablating u and induced by adding it."""
+    p = build_planted("gpt2", n_layers=6, layer=3)
+    assert p.residual_layer == 4 and p.heads == ((3, 0),)
+    ep = encode_pairs(p.tokenizer, planted_pair_records(32, 6), p.trigger_id)
+    assert stop_rate(p, ep.trig_ids) == 1.0 and stop_rate(p, ep.ctrl_ids) == 0.0
+    delta = decision_residuals(p.model, ep.trig_ids) - decision_residuals(p.model, ep.ctrl_ids)
+    size = delta.mean(0).norm(dim=-1)  # [L + 1]
+    assert size[:4].max() < 0.05 < 2.0 < size[4]  # Δ appears at the planted block's output
+    assert float(delta.mean(0)[4] @ p.direction) / float(size[4]) > 0.99
+    assert stop_rate(p, ep.trig_ids, Ablation(p.direction)) == 0.0
+    assert stop_rate(p, ep.ctrl_ids, Addition(4.0 * p.direction, 4)) == 1.0
+
+
+def test_bad_variant_requests_name_the_fix():
+    with pytest.raises(StoplensError, match="choose one of"):
+        build_planted("gpt2", variant="three_heads")
+    with pytest.raises(StoplensError, match="use family 'gpt2'"):
+        build_planted("qwen2", variant="two_heads")
+    with pytest.raises(StoplensError, match="n_layers >= layer \\+ 4"):
+        build_planted("gpt2", variant="two_heads", n_layers=4)
