@@ -49,8 +49,7 @@ def components_figure(suite, path: Path) -> Path:
     fig, axes = plt.subplots(
         1, len(panels), figsize=(w * len(panels), 0.35 * res.n_heads + 2.8), squeeze=False
     )
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
     for ax, (title, eff) in zip(axes[0], panels, strict=True):
         m = _grid(res, eff)
         im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cmap, vmin=-1, vmax=1,
@@ -168,11 +167,13 @@ def _subspace_lines(sub: dict | None) -> list[str]:
     out = [
         "### How many directions",
         "",
-        f"Nested subspaces fitted on {sub['n_train']} TRAIN pairs, ablated everywhere on "
+        f"Nested subspaces fitted on {sub['n_train']} TRAIN pairs (the top singular vectors of "
+        f"the Δs at the selected layer; the span of the writes of the top components before "
+        f"it), ablated everywhere on "
         f"{sub['n_test']} TEST triggered prompts (baseline stop rate "
         f"{_ci(sub['baseline_stop_rate'])}); null: {cfg['n_random']} random subspaces of the "
-        f"same k. Necessary: drop ≥ {cfg['min_effect']}, CI above the null's 95th percentile, "
-        f"p ≤ {cfg['p_threshold']}; cheap: KL on clean prompts ≤ {cfg['max_kl']}. "
+        f"same k. Removes stopping (necessary): drop ≥ {cfg['min_removed']} of the baseline stop "
+        f"rate, CI above the null's 95th percentile, p ≤ {cfg['p_threshold']}; cheap: KL on clean prompts ≤ {cfg['max_kl']}. "
         f"**Smallest k: {smallest}.**",
         "",
         "| family | k | added | ablated stop rate | drop [95% CI] | null p95 | p | KL [95% CI] | "
