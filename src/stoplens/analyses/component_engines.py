@@ -185,21 +185,28 @@ def attribution_patching(
             h_last = keep["out"][torch.arange(len(idx), device=last.device), last]
             score = stop_score(unembed_with_grad(model, h_last), eos_id).sum()
             grads = torch.autograd.grad(score, [tgt[s] for s in sites], allow_unused=True)
+        T = tgt_ids.shape[1]
+        masks = torch.zeros(len(names), len(idx), T)  # [groups, B, T]: 1 at the group's positions
+        for gi, gname in enumerate(names):
+            for bi, i in enumerate(idx):
+                masks[gi, bi, list(groups[gname][i])] = 1.0
+        empty = masks.sum(-1) == 0  # [groups, B]
+        H, hd = arch.n_heads(model), arch.head_dim(model)
         res = torch.full((len(idx), len(components), len(names)), float("nan"))
         for s, g in zip(sites, grads, strict=True):
             if g is None:
                 g = torch.zeros_like(tgt[s])
             contrib = ((src[s].float() - tgt[s].detach().float()) * g.float()).cpu()  # [B, T, w]
+            per_pos = (  # [B, T, H] per head, [B, T, 1] for an MLP
+                contrib.view(len(idx), T, H, hd).sum(-1)
+                if s[0] == "attn"
+                else contrib.sum(-1, True)
+            )
+            by_group = torch.einsum("gbt,btk->bkg", masks, per_pos)  # [B, H or 1, groups]
+            by_group[empty.t().unsqueeze(1).expand_as(by_group)] = float("nan")
             for ci, c in enumerate(components):
-                if c.site != s:
-                    continue
-                sl = head_cols(model, c)
-                per_pos = (contrib if sl is None else contrib[..., sl]).sum(-1)  # [B, T]
-                for gi, gname in enumerate(names):
-                    for bi, i in enumerate(idx):
-                        ps = list(groups[gname][i])
-                        if ps:
-                            res[bi, ci, gi] = per_pos[bi, ps].sum()
+                if c.site == s:
+                    res[:, ci] = by_group[:, c.head or 0]
         return res
 
     return run_batched(

@@ -146,8 +146,8 @@ class ComponentConfig:
     min_gap: float = 1.0
     min_effect: float = 0.1  # |normalised effect| a component needs to count as beyond the null
     max_exact_all: int = 64  # patch every component exactly when there are at most this many
-    top_k: int = 12  # else: attribution's top-k per mode ...
-    n_check: int = 8  # ... plus this many others drawn at random (unbiased rank correlation)
+    top_k: int = 8  # else: attribution's top-k per mode (in the ranking and "post" groups) ...
+    n_check: int = 6  # ... plus this many others drawn at random (unbiased rank correlation)
     n_attention_heads: int = 4
     batch_size: int = 32
     grad_batch_size: int = 8
@@ -230,22 +230,32 @@ def _beyond(e: Estimate, null: Estimate | None, min_effect: float) -> bool | Non
     return bool(big and ((e.lo > 0 and e.lo > null.hi) or (e.hi < 0 and e.hi < null.lo)))
 
 
+def _exact_groups(comps: Sequence[Component], cfg: ComponentConfig) -> tuple[str, ...]:
+    """Every group when every component is patched exactly; on deep models only the ranking
+    group and the decision positions ("post"), where a hand-over shows (the other groups
+    keep their attribution estimates)."""
+    if len(comps) <= cfg.max_exact_all:
+        return tuple(cfg.groups)
+    return tuple(g for g in cfg.groups if g in (cfg.rank_group, "post"))
+
+
 def _select_exact(
     comps: Sequence[Component], attr: dict[str, ComponentEffects], cfg: ComponentConfig
 ) -> tuple[list[Component], str]:
     if len(comps) <= cfg.max_exact_all:
         return list(comps), f"all {len(comps)} components"
-    gi = attr[cfg.modes[0]].groups.index(cfg.rank_group)
+    cols = [attr[cfg.modes[0]].groups.index(g) for g in _exact_groups(comps, cfg)]
     chosen: dict[Component, None] = {}
     for mode in cfg.modes:
-        score = np.nan_to_num(np.abs(attr[mode].mean[:, gi]), nan=-1.0)
+        score = np.nan_to_num(np.abs(attr[mode].mean[:, cols]), nan=-1.0).max(1)
         for i in np.argsort(-score, kind="stable")[: cfg.top_k]:
             chosen[comps[int(i)]] = None
     rest = [c for c in comps if c not in chosen]
     rng = np.random.default_rng(cfg.seed)
     extra = [rest[int(i)] for i in rng.choice(len(rest), min(cfg.n_check, len(rest)), False)]
     return sorted([*chosen, *extra], key=lambda c: c.order), (
-        f"attribution's top {cfg.top_k} per mode in group {cfg.rank_group!r} "
+        f"attribution's top {cfg.top_k} per mode (largest |effect| over the groups "
+        f"{', '.join(_exact_groups(comps, cfg))}) "
         f"({len(chosen)} components) + {len(extra)} others at random (seed {cfg.seed})"
     )
 
@@ -309,18 +319,20 @@ def component_patching(
             attribution[mode] = _pack(mode, "attribution", comps, cfg.groups, per, st)
 
     exact_set, how = _select_exact(comps, attribution, cfg)
+    exact_groups = _exact_groups(comps, cfg)
+    ex_pos = {g: groups[g] for g in exact_groups}
     exact: dict[str, ComponentEffects] = {}
     with timed(f"components: exact patching of {len(exact_set)} components ({how})",
                enabled=progress, timings=timings, key="exact"):  # fmt: skip
         for mode in cfg.modes:
             src, tgt, base, sign = src_tgt[mode]
             raw = patch_components(
-                model, src, tgt, exact_set, groups, batch_size=cfg.batch_size,
+                model, src, tgt, exact_set, ex_pos, batch_size=cfg.batch_size,
                 chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})",
                 progress=progress, **common,
             )  # fmt: skip
             per, st = _effects(raw, base, gap, valid, sign, **boot)
-            exact[mode] = _pack(mode, "exact", exact_set, cfg.groups, per, st)
+            exact[mode] = _pack(mode, "exact", exact_set, exact_groups, per, st)
 
     null = null_attr = None
     n_null = 0
@@ -331,13 +343,14 @@ def component_patching(
                 model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common
             )
 
+    rows = [comps.index(c) for c in exact_set]
     rank_corr = {
         mode: {
             g: spearman(
                 exact[mode].mean[:, gi],
-                attribution[mode].mean[[comps.index(c) for c in exact_set], gi],
+                attribution[mode].mean[rows, cfg.groups.index(g)],
             )
-            for gi, g in enumerate(cfg.groups)
+            for gi, g in enumerate(exact_groups)
         }
         for mode in cfg.modes
     }
