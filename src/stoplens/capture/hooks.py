@@ -3,7 +3,8 @@ always removes them, and small factories that return the hook closures.
 
 Owns: `add_hooks`, `bypass_blocks` (blocks that pass their input through uncomputed),
 reading/replacing the hidden-state tensor in a module's inputs/outputs, and the hook factories
-for capture, directional ablation, activation addition and patching.
+for capture, directional and subspace ablation, activation addition and patching (whole
+tensors or one head's columns).
 Must not: know module names (ask `stoplens.models.arch`), run models, or compute statistics.
 
 All hooks are registered with ``with_kwargs=True``:

@@ -1,7 +1,9 @@
 """The ONLY module that knows where things live inside a Hugging Face decoder-only model.
 
 Everything else asks here for the decoder blocks, the final norm, the unembedding, the input
-embedding and the attention / MLP submodules of a block. Families are looked up by
+embedding and the attention / MLP submodules of a block, and (for the component analyses)
+the attention and MLP output projections, the number of heads and the head width, a weight in
+[out, in] form whatever its storage, and eager attention on demand. Families are looked up by
 ``config.model_type`` in one table; an unknown type falls back to the two common layouts and,
 if neither fits, raises :class:`UnsupportedArchitectureError` naming what is missing.
 
