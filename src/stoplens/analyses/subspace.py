@@ -246,8 +246,22 @@ def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
 # --- the sweep -----------------------------------------------------------------------------------
 
 
+def _random_null(model, k, d, test, base, cfg, eos_id, kw) -> tuple[list[float], list[float]]:
+    """Drops in stop rate and mean KLs of ``cfg.n_random`` random k-dim subspaces (seeded by
+    k, so every family at the same k shares them)."""
+    s_base, logits_clean = base
+    null, null_kl = [], []
+    for j in range(cfg.n_random):
+        rnd = SubspaceAblation(random_subspace(d, k, cfg.seed * 1000 + 97 * k + j))
+        rs, _ = stop_outcomes(intervened_logits(model, test.trig_ids, rnd, **kw), eos_id)
+        null.append(float(s_base.mean() - rs.mean()))
+        kl_r = kl_divergence(intervened_logits(model, test.ctrl_ids, rnd, **kw), logits_clean)
+        null_kl.append(float(kl_r.mean()))
+    return null, null_kl
+
+
 def _sweep(
-    model, name, layer, basis, sources, energy, test, base, cfg, eos_id, pad_id, progress
+    model, name, layer, basis, sources, energy, nulls, test, base, cfg, eos_id, pad_id, progress
 ) -> SubspaceFamily:
     kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=cfg.batch_size)
     s_base, logits_clean = base
@@ -260,15 +274,9 @@ def _sweep(
             ab = SubspaceAblation(basis[:k])
             stops, _ = stop_outcomes(intervened_logits(model, test.trig_ids, ab, **kw), eos_id)
             drop = s_base.astype(float) - stops.astype(float)
-            null, null_kl = [], []
-            for j in range(cfg.n_random):
-                rnd = SubspaceAblation(random_subspace(d, k, cfg.seed * 1000 + 97 * k + j))
-                rs, _ = stop_outcomes(intervened_logits(model, test.trig_ids, rnd, **kw), eos_id)
-                null.append(float(s_base.mean() - rs.mean()))
-                kl_r = kl_divergence(
-                    intervened_logits(model, test.ctrl_ids, rnd, **kw), logits_clean
-                )
-                null_kl.append(float(kl_r.mean()))
+            if k not in nulls:
+                nulls[k] = _random_null(model, k, d, test, base, cfg, eos_id, kw)
+            null, null_kl = nulls[k]
             kl = kl_divergence(intervened_logits(model, test.ctrl_ids, ab, **kw), logits_clean)
             effect = bootstrap_mean(drop, n_boot=cfg.n_boot, seed=cfg.seed)
             kl_est = bootstrap_mean(kl.numpy(), n_boot=cfg.n_boot, seed=cfg.seed)
@@ -332,7 +340,8 @@ def smallest_subspace(
     logits_clean = intervened_logits(model, test.ctrl_ids, None, **kw)
     s_clean, _ = stop_outcomes(logits_clean, eos_id)
     base = (s_base, logits_clean)
-    common = (test, base, cfg, eos_id, pad_id, progress)
+    nulls: dict[int, tuple[list[float], list[float]]] = {}  # k -> random-subspace null
+    common = (nulls, test, base, cfg, eos_id, pad_id, progress)
     fams: dict[str, SubspaceFamily] = {}
     basis, energy = train_delta_basis(model, train, layer, cfg.k_max, position=cfg.position, **kw)
     srcs = [f"Δ singular vector {i + 1} (residual {layer})" for i in range(basis.shape[0])]
