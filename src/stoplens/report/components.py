@@ -46,11 +46,15 @@ def components_figure(suite, path: Path) -> Path:
     rho = res.rank_correlation.get(first, {}).get(res.config.rank_group)
     panels.append((f"attribution, {first} (Spearman vs exact {fmt(rho)})", res.attribution[first]))
     w = max(4.0, 0.28 * res.n_layers + 2.5)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(w * len(panels), 0.35 * res.n_heads + 2.8), squeeze=False
+    h = 0.35 * res.n_heads + 2.8
+    tall = res.n_layers > 12  # deep models: panels stacked, one per row
+    rows, cols = (len(panels), 1) if tall else (1, len(panels))
+    fig, grid = plt.subplots(
+        rows, cols, figsize=(w * cols + 1.2, h * rows), squeeze=False, layout="constrained"
     )
+    axes = grid.ravel()
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
-    for ax, (title, eff) in zip(axes[0], panels, strict=True):
+    for ax, (title, eff) in zip(axes, panels, strict=True):
         m = _grid(res, eff)
         im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cmap, vmin=-1, vmax=1,
                        origin="lower", interpolation="nearest")  # fmt: skip
@@ -66,7 +70,7 @@ def components_figure(suite, path: Path) -> Path:
         if m.size <= 120:
             for i, j in zip(*np.where(np.isfinite(m)), strict=True):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6)
-        fig.colorbar(im, ax=ax, fraction=0.046, label="normalised effect (1 = the whole stop)")
+    fig.colorbar(im, ax=list(axes), fraction=0.03, label="normalised effect (1 = the whole stop)")
     return _save(fig, path)
 
 
