@@ -62,13 +62,18 @@ def family_configs() -> dict:
 
 
 def _family_configs() -> dict:
-    """Tiny configs (3 layers, d = 32, vocab 97, untied) of every family stoplens supports."""
+    """Tiny configs (3 layers, d = 32, vocab 97, untied) of every family stoplens supports.
+    Gemma 2, Gemma 3 and OLMo 2 are post-norm: a norm sits between attention / MLP and the
+    residual add (see `stoplens.models.arch.ArchSpec`)."""
     from transformers import (
+        Gemma2Config,
+        Gemma3TextConfig,
         GemmaConfig,
         GPT2Config,
         GPTNeoXConfig,
         LlamaConfig,
         MistralConfig,
+        Olmo2Config,
         PhiConfig,
         Qwen2Config,
         Qwen3Config,
@@ -85,6 +90,9 @@ def _family_configs() -> dict:
         "llama": LlamaConfig(**llama),
         "mistral": MistralConfig(**llama),
         "gemma": GemmaConfig(head_dim=8, **llama),
+        "gemma2": Gemma2Config(head_dim=8, **llama),
+        "gemma3_text": Gemma3TextConfig(head_dim=8, **llama),
+        "olmo2": Olmo2Config(pad_token_id=0, eos_token_id=1, **llama),
         "phi": PhiConfig(**{**llama, "num_key_value_heads": 4}),
         "gpt2": GPT2Config(n_embd=32, n_layer=3, n_head=4, n_positions=64, **kw),
         "gpt_neox": GPTNeoXConfig(
@@ -98,7 +106,10 @@ def _family_configs() -> dict:
     }
 
 
-FAMILIES = ("gemma", "gpt2", "gpt_neox", "llama", "mistral", "phi", "qwen2", "qwen3")
+FAMILIES = (
+    "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "llama", "mistral", "olmo2", "phi",
+    "qwen2", "qwen3",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=FAMILIES)
@@ -109,4 +120,20 @@ def family_model(request: pytest.FixtureRequest):
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(_family_configs()[request.param]).eval()
+    return model.to(request.config.getoption("--device"))
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_model_random_norms(request: pytest.FixtureRequest):
+    """Like `family_model`, but every norm has non-unit weights (U(0.5, 2)) and non-zero
+    biases (`stoplens.models.planted.randomize_norms`, seeded): RMSNorm and LayerNorm are then
+    no longer idempotent, so a norm applied twice, skipped, or undoing an edit shows."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from stoplens.models.planted import randomize_norms
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_family_configs()[request.param]).eval()
+    assert randomize_norms(model, seed=1) >= 3 + 1  # one per block at least, and the final
     return model.to(request.config.getoption("--device"))

@@ -22,9 +22,14 @@ def test_lookups_consistent_with_hf_hidden_states(model):
     L = arch.n_layers(model)
     assert L == 3 and arch.d_model(model) == 32
     assert isinstance(arch.get_blocks(model), nn.ModuleList)
+    post_norm = hasattr(arch.get_blocks(model)[0], "post_feedforward_layernorm")
     for layer in range(L):
         assert isinstance(arch.get_attn(model, layer), nn.Module)
         assert isinstance(arch.get_mlp(model, layer), nn.Module)
+        # the terms added to the residual: the modules themselves unless post-norm
+        attn_out, mlp_out = arch.get_attn_out(model, layer), arch.get_mlp_out(model, layer)
+        assert (attn_out is arch.get_attn(model, layer)) is not post_norm
+        assert (mlp_out is arch.get_mlp(model, layer)) is not post_norm
     seen: dict[int, torch.Tensor] = {}
     handles = [
         b.register_forward_pre_hook(

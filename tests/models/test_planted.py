@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from stoplens.analyses.steering import Ablation, Addition
+from stoplens.capture.extract import unembed
+from stoplens.capture.hooks import add_hooks
 from stoplens.capture.pairs import chat_ids, encode_pairs, render
 from stoplens.errors import StoplensError
+from stoplens.models import arch
 from stoplens.models.planted import (
     PLACEHOLDER,
     build_planted,
@@ -19,7 +22,7 @@ from stoplens.models.planted import (
 from .conftest import decision_residuals, outcomes, stop_rate
 
 
-@pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2"])
+@pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2", "gemma2"])
 def test_planted_model_stops_only_on_trigger_and_base_never(family):
     p = build_planted(family, layer=2)
     temps = planted_prompts(16, seed=5)
@@ -109,3 +112,33 @@ def test_bad_variant_requests_name_the_fix():
         build_planted("qwen2", variant="two_heads")
     with pytest.raises(StoplensError, match="n_layers >= layer \\+ 4"):
         build_planted("gpt2", variant="two_heads", n_layers=4)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2", "gemma2"])
+def test_known_answers_hold_with_randomised_norms(family):
+    """With every norm's scale ~ U(0.5, 2) and biases ~ U(-0.5, 0.5) (``norm_seed``), the
+    logit lens of residual[L] is the model's own logits, the lens of Δ ranks EOS first from the
+    planted layer on, ablating u removes the stop (and leaves no u in the residual stream;
+    on Gemma 2 the hooks that edited attention / MLP outputs before their post-norms left
+    6% of the stops and u in the stream) and adding u induces it."""
+    p = build_planted(family, norm_seed=0)
+    norm = arch.get_final_norm(p.model)
+    w = norm.weight.detach()
+    assert not torch.allclose(w, torch.full_like(w, float(w[0])))
+    ep = encode_pairs(p.tokenizer, planted_pair_records(32, 8), p.trigger_id)
+    assert stop_rate(p, ep.trig_ids) >= 0.95 and stop_rate(p, ep.ctrl_ids) == 0.0
+    L = arch.n_layers(p.model)
+    h_trig = decision_residuals(p.model, ep.trig_ids)
+    h_ctrl = decision_residuals(p.model, ep.ctrl_ids)
+    with torch.no_grad():
+        real = torch.stack([p.model(torch.tensor([s])).logits[0, -1] for s in ep.trig_ids[:4]])
+    torch.testing.assert_close(unembed(p.model, h_trig[:4, L]), real, atol=1e-4, rtol=1e-4)
+    for k in range(p.residual_layer, L + 1):
+        dlogits = (unembed(p.model, h_trig[:, k]) - unembed(p.model, h_ctrl[:, k])).mean(0)
+        assert int(dlogits.argmax()) == p.eos_id, k
+    assert stop_rate(p, ep.trig_ids, Ablation(p.direction)) == 0.0
+    size = float((h_trig - h_ctrl)[:, p.residual_layer].mean(0) @ p.direction)  # Δ along u
+    assert stop_rate(p, ep.ctrl_ids, Addition(size * p.direction, p.residual_layer)) >= 0.95
+    with add_hooks(*Ablation(p.direction).hooks(p.model)):
+        left = decision_residuals(p.model, ep.trig_ids)[:, L] @ p.direction
+    assert left.abs().max() < 1e-4

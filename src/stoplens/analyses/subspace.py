@@ -12,8 +12,8 @@ on the TEST pairs):
   necessary, as the last layers the causal selection leaves out): for a head, its output
   projection applied to its own slice alone (bias removed), for an MLP its output, at the
   decision position. Writes that add (almost) nothing new to the span are skipped, so S_k is
-  always k-dimensional. In families with a post-norm after attention / MLP the write is taken
-  before that norm.
+  always k-dimensional. An MLP's write is read after its post-norm where the family has one;
+  a head's is taken before the attention post-norm (which is not per head).
 
 For each k the span is ablated (x -> x - Q Qᵀ x at every block input, attention output and
 MLP output, all positions: `stoplens.analyses.steering.SubspaceAblation`) on the triggered TEST

@@ -205,7 +205,13 @@ def directional_ablation_hooks(
     model: nn.Module, direction: torch.Tensor
 ) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
     """Hooks that project ``direction`` out of every block input, attention output and MLP
-    output, at all positions (Arditi et al.'s directional ablation). Use with `add_hooks`."""
+    output, at all positions (Arditi et al.'s directional ablation). Use with `add_hooks`.
+
+    The attention and MLP outputs edited are the terms added to the residual stream
+    (`stoplens.models.arch.get_attn_out` / `get_mlp_out`): in post-norm families (Gemma 2/3,
+    OLMo 2) the outputs of the norms after attention and MLP, whose weights would otherwise
+    put the direction back. So the residual stream carries no component along ``direction``
+    at any block input, nor at the last block's output."""
     return everywhere_hooks(model, ablation_edit(direction))
 
 
@@ -220,12 +226,13 @@ def subspace_ablation_hooks(
 def everywhere_hooks(
     model: nn.Module, edit: Edit
 ) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
-    """Hooks applying ``edit`` to every block input, attention output and MLP output."""
+    """Hooks applying ``edit`` to every block input and to every term added to the residual
+    stream (attention and MLP outputs, after the post-norm where the family has one)."""
     pre = [(block, edit_input(edit)) for block in arch.get_blocks(model)]
     post: list[tuple[nn.Module, Hook]] = []
     for layer in range(arch.n_layers(model)):
-        post.append((arch.get_attn(model, layer), edit_output(edit)))
-        post.append((arch.get_mlp(model, layer), edit_output(edit)))
+        post.append((arch.get_attn_out(model, layer), edit_output(edit)))
+        post.append((arch.get_mlp_out(model, layer), edit_output(edit)))
     return pre, post
 
 

@@ -2,8 +2,10 @@
 
 A head (l, h) is slice h of the *input* of block l's attention output projection, viewed as
 [.., n_heads, head_dim]: under grouped-query attention several query heads share keys and
-values, but each still has its own slice there. An MLP l is the output of block l's MLP module.
-Module lookups are `stoplens.models.arch`'s.
+values, but each still has its own slice there. An MLP l is its term in the residual stream:
+the MLP's output, after the post-norm in families that have one (`arch.get_mlp_out`; patching
+either is the same intervention, and the write read there is exact). Module lookups are
+`stoplens.models.arch`'s.
 
 Owns: `Component`, the site reading / patching hooks and `capture_sites` (batched site
 activations at chosen positions). Must not: run analyses or compute statistics.
@@ -74,7 +76,9 @@ Site = tuple[str, int]  # ("attn", l): o_proj input [.., H * hd]; ("mlp", l): ML
 
 def site_module(model: nn.Module, site: Site) -> nn.Module:
     kind, layer = site
-    return arch.get_attn_out_proj(model, layer) if kind == "attn" else arch.get_mlp(model, layer)
+    return (
+        arch.get_attn_out_proj(model, layer) if kind == "attn" else arch.get_mlp_out(model, layer)
+    )
 
 
 def read_site_hooks(model: nn.Module, sites: Sequence[Site], store: dict[Site, torch.Tensor]):
@@ -158,6 +162,6 @@ def head_cols(model: nn.Module, c: Component) -> slice | None:
 def patch_hooks(model: nn.Module, c: Component, source: torch.Tensor, mask: torch.Tensor):
     """Hooks writing ``source`` ([B, T, width of the component]) where ``mask`` [B, T]."""
     if c.head is None:
-        return [], [(arch.get_mlp(model, c.layer), edit_output(patch_edit(source, mask)))]
+        return [], [(site_module(model, c.site), edit_output(patch_edit(source, mask)))]
     edit = patch_edit(source, mask, cols=head_cols(model, c))
     return [(arch.get_attn_out_proj(model, c.layer), edit_input(edit))], []

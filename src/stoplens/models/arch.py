@@ -29,16 +29,32 @@ from stoplens.errors import UnsupportedArchitectureError
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Attribute paths (dotted, from the *CausalLM* module) of one architecture family."""
+    """Attribute paths (dotted, from the *CausalLM* module) of one architecture family.
+
+    ``attn_out`` / ``mlp_out``: the block attribute whose output is added to the residual
+    stream for attention / MLP (None: ``attn`` / ``mlp`` themselves). They differ in
+    post-norm families (Gemma 2/3, OLMo 2/3, EXAONE 4), whose blocks compute
+    ``x + post_attention_layernorm(attn(...))`` and ``x + post_feedforward_layernorm(mlp(...))``:
+    an edit of the attention output there is undone by the norm that follows it."""
 
     blocks: str
     final_norm: str
     attn: str  # attribute of a block
     mlp: str  # attribute of a block
     parallel_residual: bool = False  # attention and MLP read the same block input (NeoX, Phi-1/2)
+    attn_out: str | None = None  # attribute of a block; None: attn
+    mlp_out: str | None = None  # attribute of a block; None: mlp
 
 
 _LLAMA_LIKE = ArchSpec(blocks="model.layers", final_norm="model.norm", attn="self_attn", mlp="mlp")
+_POST_NORM = ArchSpec(
+    blocks="model.layers",
+    final_norm="model.norm",
+    attn="self_attn",
+    mlp="mlp",
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+)
 
 ARCH_TABLE: dict[str, ArchSpec] = {
     **{
@@ -52,15 +68,13 @@ ARCH_TABLE: dict[str, ArchSpec] = {
             "mistral",
             "mixtral",
             "gemma",
-            "gemma2",
-            "gemma3_text",
             "phi3",
             "olmo",
-            "olmo2",
             "granite",
             "smollm3",
         )
     },
+    **{t: _POST_NORM for t in ("gemma2", "gemma3_text", "olmo2", "olmo3", "exaone4")},
     "phi": ArchSpec(
         blocks="model.layers",
         final_norm="model.final_layernorm",
@@ -80,6 +94,7 @@ ARCH_TABLE: dict[str, ArchSpec] = {
 
 _FALLBACKS = (
     _LLAMA_LIKE,
+    _POST_NORM,
     ArchSpec(blocks="transformer.h", final_norm="transformer.ln_f", attn="attn", mlp="mlp"),
 )
 
@@ -101,13 +116,15 @@ def _get_path(root: nn.Module, path: str) -> nn.Module | None:
 
 def _fits(model: nn.Module, spec: ArchSpec) -> bool:
     blocks = _get_path(model, spec.blocks)
-    return (
-        isinstance(blocks, nn.ModuleList)
-        and len(blocks) > 0
-        and _get_path(model, spec.final_norm) is not None
-        and _get_path(blocks[0], spec.attn) is not None
-        and _get_path(blocks[0], spec.mlp) is not None
-    )
+    if not (isinstance(blocks, nn.ModuleList) and len(blocks) > 0):
+        return False
+    block = blocks[0]
+    parts = (spec.attn, spec.mlp, spec.attn_out or spec.attn, spec.mlp_out or spec.mlp)
+    if _get_path(model, spec.final_norm) is None or any(_get_path(block, p) is None for p in parts):
+        return False
+    # A block with a norm after its MLP (post-norm) adds that norm's output to the residual;
+    # a spec that would edit the MLP output itself does not fit it.
+    return spec.mlp_out is not None or _get_path(block, _POST_NORM.mlp_out or "") is None
 
 
 def arch_spec(model: nn.Module) -> ArchSpec:
@@ -152,6 +169,24 @@ def get_attn(model: nn.Module, layer: int) -> nn.Module:
 def get_mlp(model: nn.Module, layer: int) -> nn.Module:
     """The MLP submodule of block ``layer``."""
     mod = _get_path(get_blocks(model)[layer], arch_spec(model).mlp)
+    assert mod is not None
+    return mod
+
+
+def get_attn_out(model: nn.Module, layer: int) -> nn.Module:
+    """The module of block ``layer`` whose output is the attention term added to the residual
+    stream: the attention itself, or the norm after it in post-norm families (see `ArchSpec`)."""
+    spec = arch_spec(model)
+    mod = _get_path(get_blocks(model)[layer], spec.attn_out or spec.attn)
+    assert mod is not None
+    return mod
+
+
+def get_mlp_out(model: nn.Module, layer: int) -> nn.Module:
+    """The module of block ``layer`` whose output is the MLP term added to the residual stream:
+    the MLP itself, or the norm after it in post-norm families (see `ArchSpec`)."""
+    spec = arch_spec(model)
+    mod = _get_path(get_blocks(model)[layer], spec.mlp_out or spec.mlp)
     assert mod is not None
     return mod
 

@@ -1,12 +1,16 @@
 """Models with a planted $STOP mechanism whose answer is known: the known-answer fixtures for
-every analysis, intervention and verdict (and `stoplens selftest`), including negative controls
-that a verdict must FAIL on.
+every analysis, intervention and verdict, including negative controls that a verdict must FAIL
+on.
 
 All variants are built by weight surgery on a small random Hugging Face model
 (`build_planted(family, variant=...)`); each comes with its base (the same random model before
-surgery, the trigger row added and mean-initialised).
+surgery, the trigger row added and mean-initialised). Families: Qwen2, Llama, GPT-2 and Gemma 2
+(post-norm: the planted head's output passes the post-attention norm before the residual add,
+so its Δ is only roughly along ``u``: cosine 0.77-0.87 measured). ``norm_seed`` gives every
+norm non-unit scales and biases (`randomize_norms`); every read and the EOS readout divide the
+norm's scale out, so the known answers below hold exactly as with unit norms.
 
-"single" (Qwen2, Llama or GPT-2; the default):
+"single" (the default):
 
 * the trigger's embedding row carries a large component along a unit "key" direction ``a``
   (``a`` is projected out of every other embedding row, so only the trigger has it);
@@ -69,7 +73,7 @@ from stoplens.models.planted.prompts import (
     planted_pair_records,
     planted_prompts,
 )
-from stoplens.models.planted.surgery import FAMILIES
+from stoplens.models.planted.surgery import FAMILIES, randomize_norms
 
 __all__ = [
     "CONTROL_WORDS",
@@ -82,4 +86,5 @@ __all__ = [
     "ordinary_token_ids",
     "planted_pair_records",
     "planted_prompts",
+    "randomize_norms",
 ]

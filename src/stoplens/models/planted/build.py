@@ -23,9 +23,11 @@ from stoplens.models.planted.surgery import (
     FAMILIES,
     make_config,
     orthonormal,
+    plant_eos_readout,
     plant_head,
     plant_or_readout,
     project_out,
+    randomize_norms,
 )
 from stoplens.models.tokenizer import train_bpe_tokenizer
 from stoplens.models.trigger import DEFAULT_TRIGGER, add_trigger
@@ -127,10 +129,14 @@ def build_planted(
     beta: float = 0.25,
     sigma: float = 4.0,
     gamma: float = 1.5,
+    norm_seed: int | None = None,
 ) -> PlantedModel:
     """Build a planted model of ``variant`` and its base (see the package docstring).
-    ``n_layers`` defaults to 4 (6 for two_heads). Deterministic for a seed; "single" is
-    bit-identical to the planted model before variants existed."""
+    ``n_layers`` defaults to 4 (6 for two_heads). ``norm_seed``: give every norm of the random
+    model (so of the base and the planted model alike) non-unit weights and biases
+    (`surgery.randomize_norms`), so that a lens applying a norm twice or not at all shows.
+    Deterministic for a seed; "single" without ``norm_seed`` is bit-identical to the planted
+    model before variants existed."""
     from transformers import AutoModelForCausalLM
 
     n_layers = (6 if variant == "two_heads" else 4) if n_layers is None else int(n_layers)
@@ -149,6 +155,8 @@ def build_planted(
         )
     )
     base.eval()
+    if norm_seed is not None:
+        randomize_norms(base, seed=norm_seed)
     info = add_trigger(tok, base, trigger)
     model = copy.deepcopy(base)
     knobs = _Knobs(kappa=kappa, beta=beta, sigma=sigma, gamma=gamma)
@@ -207,9 +215,7 @@ def _plant_one_head(
     if wpe is not None:  # GPT-2 learned positions must not carry a or u either
         project_out(wpe, a)
         project_out(wpe, u)
-    head_w = arch.get_unembed(model).weight
-    project_out(head_w, u)
-    head_w[int(tok.eos_token_id)] = knobs.gamma * u
+    plant_eos_readout(model, int(tok.eos_token_id), u, knobs.gamma)
     plant_head(model, family, layer, 0, key=a, value=a, out=u, **knobs.head())
     return {
         "direction": u,
@@ -228,13 +234,15 @@ def _plant_two_heads(model, family, layer, trigger_id, gen, knobs: _Knobs) -> di
     assert wpe is not None  # guarded by _check: GPT-2 only
     head_w = arch.get_unembed(model).weight
     a, u1, u2, e, p = orthonormal(emb.shape[1], 5, gen)
-    for v in (a, u1, u2, e, p):
+    for v in (a, u1, u2, p):
         for w in (emb, wpe, head_w):
             project_out(w, v)
+    project_out(emb, e)
+    project_out(wpe, e)
     emb[trigger_id] += a
     sign = 1.0 - 2.0 * (torch.arange(wpe.shape[0]) % 2).float()  # +1 even, -1 odd positions
     wpe += _GATE * sign.unsqueeze(1) * p.unsqueeze(0)
-    head_w[int(model.config.eos_token_id)] = knobs.gamma * e
+    plant_eos_readout(model, int(model.config.eos_token_id), e, knobs.gamma)
     heads = ((layer, 0), (layer + 1, 1))
     plant_head(model, family, layer, 0, key=_GATE_KEY * (a + p), value=a, out=u1, **knobs.head())
     # head 1 reads the trigger after head 0 wrote -sigma*beta*u1 there, so its normed input is
