@@ -43,7 +43,7 @@ def planted_run(tmp_path_factory):
     opts = AnalyzeOptions(batch_size=64, progress=False, checkpoints=False)
     results = run_analyses(models, run, opts)
     results.update(run_causal_suite(models, run, opts))
-    results.update(run_component_stage(models, run, opts, results["causal"], trigger="$STOP"))
+    results.update(run_component_stage(models, run, opts, results["causal"]))
     write_report(run, results, meta={"seed": 0}, progress=False)
     return p, run, results
 

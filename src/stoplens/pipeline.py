@@ -421,7 +421,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
 
 
 def run_component_stage(
-    models: Models, run: RunDir, opts: AnalyzeOptions, causal, *, trigger: str
+    models: Models, run: RunDir, opts: AnalyzeOptions, causal
 ) -> dict[str, Any]:
     """Heads and MLPs, subspaces, generations under intervention and the weight view, on
     the causal suite's selected direction; writes the direction artifact and the
@@ -451,6 +451,7 @@ def run_component_stage(
         base=models.base.model if models.base is not None else None,
         trigger_id=ft.trigger_id, tokenizer=ft.tokenizer, config=cfg, progress=opts.progress,
     )  # fmt: skip
+    trigger = str(ft.tokenizer.convert_ids_to_tokens(ft.trigger_id))  # the token as trained
     art = suite_artifact(
         ft.model, causal.selection, suite, trigger=trigger, name=models.names.get("ft")
     )
@@ -599,9 +600,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         timings["causal"] = time.perf_counter() - t
         if opts.components:
             t = time.perf_counter()
-            results.update(
-                run_component_stage(models, run, opts, results["causal"], trigger=spec.trigger)
-            )
+            results.update(run_component_stage(models, run, opts, results["causal"]))
             timings["components"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     meta = run_meta(cfg, models, timings)
@@ -647,9 +646,7 @@ def analyze_only(
     if causal:
         results.update(run_causal_suite(models, run, opts))
         if opts.components:
-            results.update(
-                run_component_stage(models, run, opts, results["causal"], trigger=spec.trigger)
-            )
+            results.update(run_component_stage(models, run, opts, results["causal"]))
     else:
         results.update(run_analyses(models, run, opts))
     timings = {"total": time.perf_counter() - t0}
