@@ -116,3 +116,10 @@ def test_analyze_options_parse_and_validate() -> None:
         common.analyze_options("nonsense", 32, 0, False)
     with pytest.raises(StoplensError, match="--n-pairs"):
         common.analyze_options("word", 32, 0, False, n_pairs=1)
+
+
+@pytest.mark.parametrize("command", ["causal", "run"])
+def test_component_suite_flag_is_positive(command: str) -> None:
+    """`--components/--no-components` (on by default), never a double negative."""
+    assert _options(command)["components"] == (["--components"], ["--no-components"], True)
+    assert not common.analyze_options("word", 32, 0, False, components=False).components

@@ -11,7 +11,13 @@ import pytest
 from stoplens.data import DataConfig, build_datasets, write_datasets
 from stoplens.models.load import LoadedModel, ModelSource
 from stoplens.models.planted import build_planted
-from stoplens.pipeline import AnalyzeOptions, Models, run_analyses, run_causal_suite
+from stoplens.pipeline import (
+    AnalyzeOptions,
+    Models,
+    run_analyses,
+    run_causal_suite,
+    run_component_stage,
+)
 from stoplens.report.summary import FIGURES, write_report
 from stoplens.rundir import RunDir
 
@@ -37,6 +43,7 @@ def planted_run(tmp_path_factory):
     opts = AnalyzeOptions(batch_size=64, progress=False, checkpoints=False)
     results = run_analyses(models, run, opts)
     results.update(run_causal_suite(models, run, opts))
+    results.update(run_component_stage(models, run, opts, results["causal"]))
     write_report(run, results, meta={"seed": 0}, progress=False)
     return p, run, results
 
@@ -97,3 +104,25 @@ def test_report_page_in_a_real_browser(planted_run, check_page):
         seen["probe"]["sections"]
     )
     assert seen["probe"]["filter"]["expected"] > 0
+
+
+def test_component_stage_names_the_planted_head(planted_run):
+    """The component suite in the pipeline: the planted head ranks first, beyond the null, one
+    direction suffices; the report section, the figure, the artifact and the generations are
+    written into the run directory."""
+    p, run, results = planted_run
+    suite = results["components"]
+    top = suite.patching.ranking[0]
+    assert top.name == f"L{p.layer}H0" and all(top.beyond_null.values())
+    assert suite.subspace is not None and suite.subspace.smallest_k == 1
+    assert suite.weights is not None and suite.weights.best("write").layer == p.layer
+    md = run.summary_md.read_text()
+    assert "## Which components carry $STOP" in md and "Smallest k: 1" in md
+    assert (run.report / FIGURES["components"]).stat().st_size > 10_000
+    from stoplens.interventions import load_directions
+
+    art = load_directions(run.directions_file)
+    assert set(art.entries) >= {"direction", "subspace_train_delta"}
+    assert art["direction"].layer == results["causal"].selection.layer
+    lines = run.generations_file.read_text().splitlines()
+    assert len(lines) == 5 * 4 and json.loads(lines[0])["condition"] == "triggered"

@@ -3,7 +3,7 @@ decides where files go (through `RunDir`). No science lives here: every number c
 library function of `stoplens.analyses`, `stoplens.evaluate` or `stoplens.train`.
 
 Stages of `run`: data -> models (embedded default: build or reuse the tiny pair; a user model:
-fine-tune it) -> eval -> analyses (the four) -> causal -> report.
+fine-tune it) -> eval -> analyses (the four) -> causal -> components -> report.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class AnalyzeOptions:
     batch_size: int = 32
     seed: int = 0
     causal: bool = True
+    components: bool = True  # the component suite after the causal suite
     checkpoints: bool = True
     progress: bool = True
 
@@ -521,6 +522,47 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
     return out
 
 
+def run_component_stage(
+    models: Models, run: RunDir, opts: AnalyzeOptions, causal
+) -> dict[str, Any]:
+    """Heads and MLPs, subspaces, generations under intervention and the weight view, on
+    the causal suite's selected direction; writes the direction artifact and the
+    generations into the run directory."""
+    from stoplens.analyses.component_suite import (
+        ComponentSuiteConfig,
+        run_component_suite,
+        suite_artifact,
+    )
+    from stoplens.analyses.components import ComponentConfig
+    from stoplens.analyses.subspace import SubspaceConfig
+    from stoplens.capture.pairs import encode_pairs
+    from stoplens.interventions import save_directions
+    from stoplens.io import atomic_write_jsonl
+
+    ft = models.ft
+    pad = ft.tokenizer.pad_token_id if ft.tokenizer.pad_token_id is not None else ft.eos_id
+    train, _ = _encode(models, ft, "train", opts)
+    test, test_recs = _encode(models, ft, "test", opts)
+    ctrl2 = encode_pairs(ft.tokenizer, test_recs, ft.trigger_id, control_field="control2")
+    kw: dict[str, Any] = dict(seed=opts.seed, batch_size=opts.batch_size)
+    cfg = ComponentSuiteConfig(patching=ComponentConfig(**kw), subspace=SubspaceConfig(**kw))
+    _log(f"components: heads, MLPs and subspaces on {len(test)} test pairs", opts.progress)
+    suite = run_component_suite(
+        ft.model, train, test, selection=causal.selection, eos_id=ft.eos_id, pad_id=pad,
+        null_pairs=_null_pairs(test, ctrl2),
+        base=models.base.model if models.base is not None else None,
+        trigger_id=ft.trigger_id, tokenizer=ft.tokenizer, config=cfg, progress=opts.progress,
+    )  # fmt: skip
+    trigger = str(ft.tokenizer.convert_ids_to_tokens(ft.trigger_id))  # the token as trained
+    art = suite_artifact(
+        ft.model, causal.selection, suite, trigger=trigger, name=models.names.get("ft")
+    )
+    save_directions(run.directions_file, art)
+    if suite.generations is not None:
+        atomic_write_jsonl(run.generations_file, [e.to_dict() for e in suite.generations.examples])
+    return {"components": suite}
+
+
 def _null_pairs(pairs, ctrl2):
     from stoplens.capture.pairs import swap_pairs
 
@@ -673,6 +715,10 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         t = time.perf_counter()
         results.update(run_causal_suite(models, run, opts))
         timings["causal"] = time.perf_counter() - t
+        if opts.components:
+            t = time.perf_counter()
+            results.update(run_component_stage(models, run, opts, results["causal"]))
+            timings["components"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     meta = run_meta(replace(cfg, spec=spec), models, timings)
     write_report(run, results, eval_result=eval_result, meta=meta, progress=opts.progress)
@@ -719,6 +765,8 @@ def analyze_only(
     results: dict[str, Any] = {}
     if causal:
         results.update(run_causal_suite(models, run, opts))
+        if opts.components:
+            results.update(run_component_stage(models, run, opts, results["causal"]))
     else:
         results.update(run_analyses(models, run, opts))
     timings = {"total": time.perf_counter() - t0}
@@ -737,6 +785,7 @@ __all__: Sequence[str] = (
     "load_models",
     "run_analyses",
     "run_causal_suite",
+    "run_component_stage",
     "run_eval",
     "run_pipeline",
 )

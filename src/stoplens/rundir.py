@@ -8,6 +8,7 @@ Layout::
     <root>/cache/       captured activations (safetensors) reused across analyses
     <root>/results/     per-stage JSON (eval.json, train.json, analyses)
     <root>/report/      results.json, figures (*.png), ANALYSIS_SUMMARY.md, report.html
+    <root>/artifacts/   directions.safetensors (the direction and subspaces, with provenance)
 """
 
 from __future__ import annotations
@@ -55,6 +56,20 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def directions_file(self) -> Path:
+        """The direction artifact (`stoplens.interventions.load_directions` reads it)."""
+        return self.artifacts / "directions.safetensors"
+
+    @property
+    def generations_file(self) -> Path:
+        """Greedy generations under intervention, one JSON object per reply."""
+        return self.results / "generations.jsonl"
 
     def model_dir(self, regime: str) -> Path:
         """Fine-tuned output of one training regime ("behavioral" or "knowledge")."""

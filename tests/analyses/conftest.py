@@ -116,7 +116,7 @@ def case(request, planted_cases: _Cases) -> Case:
     return planted_cases.get(family, layer)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_records() -> Callable[..., list[dict]]:
     """`planted_records(n, seed)`: contrast-pair records for the planted models."""
     return planted_records

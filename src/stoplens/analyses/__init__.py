@@ -9,4 +9,7 @@ Modules (import them directly; this package imports nothing, so importing it is 
     logit_lens   3. logit lens of Δ               (`logit_lens_delta`)
     diff_lens    4. base vs fine-tuned, DiD + ADL  (`diff_lens`)
     patching, directions, steering: the causal analyses.
+    components, component_engines, subspace, generations, weights, component_suite: which
+        heads and MLPs carry it, how many directions, replies under intervention, the
+        fine-tune's weights (`component_suite.run_component_suite`).
 """

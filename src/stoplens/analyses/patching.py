@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.stats import Estimate, percentile_interval, resample_weights
+from stoplens.analyses.stats import Estimate, nan_bootstrap_mean
 from stoplens.analyses.steering import dataclass_dict
 from stoplens.capture.extract import (
     capture_residuals,
@@ -315,7 +315,7 @@ def activation_patching(
     norm = (raw - s_ctrl[:, None, None]) / gap[:, None, None]
     norm[~valid] = float("nan")
     per_pair = norm.numpy()
-    mean, lo, hi, count = _nan_bootstrap_mean(per_pair, n_boot=n_boot, seed=seed)
+    mean, lo, hi, count = nan_bootstrap_mean(per_pair, n_boot=n_boot, seed=seed)
     return PatchingResult(
         mode=mode,
         layers=layers,
@@ -335,25 +335,6 @@ def activation_patching(
         n_boot=n_boot,
         seed=seed,
     )
-
-
-def _nan_bootstrap_mean(
-    x: np.ndarray, *, n_boot: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cell-wise mean over pairs of ``x`` [n, ...] ignoring NaN (excluded pairs), with
-    percentile bootstrap 95% CIs from one set of pair resamples shared by every cell:
-    (mean, lo, hi, n) each of shape ``x.shape[1:]``."""
-    n, shape = x.shape[0], x.shape[1:]
-    flat = x.reshape(n, -1)
-    valid = ~np.isnan(flat)
-    vals = np.where(valid, flat, 0.0)
-    count = valid.sum(axis=0)
-    w = resample_weights(n, n_boot, seed)  # [n_boot, n]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = vals.sum(axis=0) / count
-        boot = (w @ vals) / (w @ valid)  # NaN where a resample holds no valid pair
-    lo, hi = percentile_interval(boot)
-    return mean.reshape(shape), lo.reshape(shape), hi.reshape(shape), count.reshape(shape)
 
 
 def patch_trigger_into_control(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:

@@ -163,6 +163,54 @@ def bootstrap_mean(
     return EstimateSeries(value, lo, hi, n)
 
 
+def nan_bootstrap_mean(
+    x: np.ndarray, *, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cell-wise mean over pairs of ``x`` [n, ...] ignoring NaN (excluded pairs), with
+    percentile bootstrap 95% CIs from one set of pair resamples shared by every cell:
+    (mean, lo, hi, n) each of shape ``x.shape[1:]``."""
+    n, shape = x.shape[0], x.shape[1:]
+    flat = x.reshape(n, -1)
+    valid = ~np.isnan(flat)
+    vals = np.where(valid, flat, 0.0)
+    count = valid.sum(axis=0)
+    w = resample_weights(n, n_boot, seed)  # [n_boot, n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = vals.sum(axis=0) / count
+        boot = (w @ vals) / (w @ valid)  # NaN where a resample holds no valid pair
+    lo, hi = percentile_interval(boot)
+    return mean.reshape(shape), lo.reshape(shape), hi.reshape(shape), count.reshape(shape)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equal-length vectors (ties get their mean rank; pairs
+    with a NaN are dropped; NaN when fewer than 3 pairs remain or a vector is constant)."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError("spearman: the two vectors differ in length")
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    if x.size < 3:
+        return float("nan")
+    rx, ry = _mean_ranks(x), _mean_ranks(y)
+    sx, sy = rx.std(), ry.std()
+    if sx == 0 or sy == 0:
+        return float("nan")
+    return float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy))
+
+
+def _mean_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.arange(1, x.size + 1)
+    for v in np.unique(x):  # ties: the mean of their ranks
+        tie = x == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
 def bootstrap_stat(
     stat: Callable[[np.ndarray], float],
     x: np.ndarray,

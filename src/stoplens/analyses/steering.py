@@ -13,8 +13,8 @@ stop score is log p(EOS) - log(1 - p(EOS)) at that position. Every effect is rep
 empirical p-value) and against the control-vs-control direction; the cost of ablation is the
 KL(ablated || original) of next-token distributions and the perplexity change on clean text.
 
-Owns: the intervention primitives (`Ablation`, `Addition`, logits / NLL / greedy tokens under an
-intervention), `OutcomeCache` (never the same forward twice within a run) and
+Owns: the intervention primitives (`Ablation`, `SubspaceAblation`, `Addition`, logits / NLL /
+greedy tokens under an intervention), `OutcomeCache` (never the same forward twice within a run) and
 `steering_effects` / `base_model_control`. Must not: choose the direction
 (`stoplens.analyses.directions`), plot, or write files.
 
@@ -51,6 +51,7 @@ from stoplens.capture.hooks import (
     addition_edit,
     directional_ablation_hooks,
     residual_edit_hooks,
+    subspace_ablation_hooks,
 )
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.models import arch
@@ -70,6 +71,17 @@ class Ablation:
 
 
 @dataclass(frozen=True, eq=False)
+class SubspaceAblation:
+    """Ablation of the span of the rows of ``basis`` ([k, d_model], any k >= 1; orthonormalised
+    by the hooks) at the same sites as `Ablation`: x -> x - Q Qᵀ x."""
+
+    basis: torch.Tensor
+
+    def hooks(self, model: nn.Module):
+        return subspace_ablation_hooks(model, self.basis)
+
+
+@dataclass(frozen=True, eq=False)
 class Addition:
     """Add ``vector`` ([d_model]) to residual[``layer``] at all positions."""
 
@@ -80,7 +92,7 @@ class Addition:
         return residual_edit_hooks(model, self.layer, addition_edit(self.vector))
 
 
-Intervention = Ablation | Addition
+Intervention = Ablation | SubspaceAblation | Addition
 
 
 def _factory(model: nn.Module, intervention: Intervention | None):
@@ -205,6 +217,8 @@ def intervention_key(intervention: Intervention | None) -> tuple:
         return ("none",)
     if isinstance(intervention, Ablation):
         return ("ablation", _digest(_unit(intervention.direction)))
+    if isinstance(intervention, SubspaceAblation):
+        return ("subspace", tuple(intervention.basis.shape), _digest(intervention.basis))
     return ("addition", int(intervention.layer), _digest(intervention.vector))
 
 

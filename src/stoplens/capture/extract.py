@@ -248,6 +248,12 @@ def unembed(model: nn.Module, resid: torch.Tensor) -> torch.Tensor:
     """Logits from residual[L]-space vectors through the model's own final norm and
     unembedding (and logit soft-capping, where the family has it). ``resid``: [..., d] ->
     [..., vocab] float32."""
+    return unembed_with_grad(model, resid)
+
+
+def unembed_with_grad(model: nn.Module, resid: torch.Tensor) -> torch.Tensor:
+    """`unembed` that keeps the autograd graph (for gradients with respect to activations,
+    e.g. attribution patching); the same computation."""
     norm = arch.get_final_norm(model)
     head = arch.get_unembed(model)
     w: torch.Tensor = head.weight  # its dtype; under offloading it may sit on "meta"

@@ -3,7 +3,8 @@ always removes them, and small factories that return the hook closures.
 
 Owns: `add_hooks`, `bypass_blocks` (blocks that pass their input through uncomputed),
 reading/replacing the hidden-state tensor in a module's inputs/outputs, and the hook factories
-for capture, directional ablation, activation addition and patching.
+for capture, directional and subspace ablation, activation addition and patching (whole
+tensors or one head's columns).
 Must not: know module names (ask `stoplens.models.arch`), run models, or compute statistics.
 
 All hooks are registered with ``with_kwargs=True``:
@@ -168,12 +169,34 @@ def addition_edit(vector: torch.Tensor, positions: torch.Tensor | None = None) -
     return edit
 
 
-def patch_edit(source: torch.Tensor, mask: torch.Tensor) -> Edit:
-    """x -> where(mask, source, x). ``source``: [batch, seq, d]; ``mask``: bool [batch, seq]."""
+def patch_edit(source: torch.Tensor, mask: torch.Tensor, cols: slice | None = None) -> Edit:
+    """x -> where(mask, source, x). ``source``: [batch, seq, d] (or [batch, seq, width of
+    ``cols``]); ``mask``: bool [batch, seq]. With ``cols`` only that slice of the last axis is
+    replaced (e.g. one head's columns of the attention output projection's input)."""
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         m = mask.to(x.device).unsqueeze(-1)
-        return torch.where(m, source.to(device=x.device, dtype=x.dtype), x)
+        src = source.to(device=x.device, dtype=x.dtype)
+        if cols is None:
+            return torch.where(m, src, x)
+        out = x.clone()
+        out[..., cols] = torch.where(m, src, x[..., cols])
+        return out
+
+    return edit
+
+
+def subspace_ablation_edit(basis: torch.Tensor) -> Edit:
+    """x -> x - Q Qᵀ x at every position: the span of the rows of ``basis`` ([k, d_model],
+    any k >= 1, orthonormalised here) is projected out. k = 1 is `ablation_edit`."""
+    b = basis.detach().double().reshape(-1, basis.shape[-1])
+    q, _ = torch.linalg.qr(b.t())  # [d, k], orthonormal columns spanning the rows of basis
+    q = q.float()
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        qq = q.to(device=x.device)
+        xf = x.float()
+        return (xf - (xf @ qq) @ qq.t()).to(x.dtype)
 
     return edit
 
@@ -189,7 +212,22 @@ def directional_ablation_hooks(
     OLMo 2) the outputs of the norms after attention and MLP, whose weights would otherwise
     put the direction back. So the residual stream carries no component along ``direction``
     at any block input, nor at the last block's output."""
-    edit = ablation_edit(direction)
+    return everywhere_hooks(model, ablation_edit(direction))
+
+
+def subspace_ablation_hooks(
+    model: nn.Module, basis: torch.Tensor
+) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
+    """Directional ablation of a k-dimensional subspace (rows of ``basis`` [k, d_model]) at
+    the same sites as `directional_ablation_hooks`."""
+    return everywhere_hooks(model, subspace_ablation_edit(basis))
+
+
+def everywhere_hooks(
+    model: nn.Module, edit: Edit
+) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
+    """Hooks applying ``edit`` to every block input and to every term added to the residual
+    stream (attention and MLP outputs, after the post-norm where the family has one)."""
     pre = [(block, edit_input(edit)) for block in arch.get_blocks(model)]
     post: list[tuple[nn.Module, Hook]] = []
     for layer in range(arch.n_layers(model)):

@@ -52,7 +52,15 @@ Seed = Annotated[int, typer.Option()]
 # A bool option is a bare switch (``--quiet``), or a positive name with its negation
 # (``--causal/--no-causal`` when the default is on): never ``--no-x/--no-no-x``.
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
-# `analyze` declares these three with help texts of its own.
+Components = Annotated[
+    bool,
+    typer.Option(
+        "--components/--no-components",
+        help="After the causal suite: head and MLP patching, smallest subspace, generations "
+        "under intervention, weight-space view, and <run-dir>/artifacts/directions.safetensors.",
+    ),
+]
+# `analyze` declares these four with help texts of its own.
 Device = Annotated[str | None, typer.Option()]
 Dtype = Annotated[str | None, typer.Option()]
 DeviceMap = Annotated[str | None, typer.Option()]
@@ -181,6 +189,7 @@ def analyze_options(
     layers: str | None = None,
     n_pairs: int | None = None,
     causal: bool = True,
+    components: bool = True,
     checkpoints: bool = True,
 ) -> AnalyzeOptions:
     """The pipeline's validated `AnalyzeOptions` from the options' text (`--only`,
@@ -195,6 +204,7 @@ def analyze_options(
         batch_size=batch_size,
         seed=seed,
         causal=causal,
+        components=components,
         checkpoints=checkpoints,
         progress=not quiet,
     )

@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
             "--checkpoints/--no-checkpoints",
             help="Analyse the training checkpoints (--no-checkpoints skips them).",
         ),
+        components: common.Components = True,
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -63,7 +64,12 @@ def register(app: typer.Typer) -> None:
             trigger=trigger, inference=inference,
         )  # fmt: skip
         opts = common.analyze_options(
-            control_kind, batch_size, seed, quiet, checkpoints=checkpoints
+            control_kind,
+            batch_size,
+            seed,
+            quiet,
+            checkpoints=checkpoints,
+            components=components,
         )
         run = RunDir(run_dir)
         analyze_only(spec, run, opts, causal=True, data_dir=data)

@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         causal: bool = typer.Option(
             True, "--causal/--no-causal", help="Run the causal suite (--no-causal skips it)."
         ),
+        components: common.Components = True,
         device: common.Device = None,
         dtype: common.Dtype = None,
         device_map: common.DeviceMap = None,
@@ -99,6 +100,7 @@ def register(app: typer.Typer) -> None:
             layers=layers,
             n_pairs=n_pairs,
             causal=causal,
+            components=components,
         )
         cfg = RunConfig(
             run_dir=run_dir,

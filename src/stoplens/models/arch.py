@@ -1,7 +1,9 @@
 """The ONLY module that knows where things live inside a Hugging Face decoder-only model.
 
 Everything else asks here for the decoder blocks, the final norm, the unembedding, the input
-embedding and the attention / MLP submodules of a block. Families are looked up by
+embedding and the attention / MLP submodules of a block, and (for the component analyses)
+the attention and MLP output projections, the number of heads and the head width, a weight in
+[out, in] form whatever its storage, and eager attention on demand. Families are looked up by
 ``config.model_type`` in one table; an unknown type falls back to the two common layouts and,
 if neither fits, raises :class:`UnsupportedArchitectureError` naming what is missing.
 
@@ -14,6 +16,8 @@ Conventions used across stoplens (residual stream indexing):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,3 +244,91 @@ def logit_softcap(model: nn.Module) -> float | None:
     """Final logit soft-capping constant (Gemma 2/3), or None."""
     cap = getattr(unwrap(model).config, "final_logit_softcapping", None)
     return float(cap) if cap else None
+
+
+# --- per-head and weight-space access (components analysis) --------------------------------
+# Kept apart from the ArchSpec table on purpose: the output projections are found by name
+# inside the attention / MLP submodule the table already locates, so a new family needs no
+# new field here unless it names them differently.
+
+ATTN_OUT_NAMES = ("o_proj", "c_proj", "dense", "out_proj")
+"""Names of the attention output projection (input = concatenated heads) by family:
+Llama/Qwen/Mistral/Gemma ``o_proj``, GPT-2 ``c_proj``, GPT-NeoX/Phi ``dense``."""
+MLP_OUT_NAMES = ("down_proj", "c_proj", "fc2", "dense_4h_to_h")
+"""Names of the MLP's output projection (writes to the residual stream) by family."""
+
+
+def _named_child(parent: nn.Module, names: Sequence[str], what: str) -> nn.Module:
+    for name in names:
+        mod = getattr(parent, name, None)
+        if isinstance(mod, nn.Module):
+            return mod
+    raise UnsupportedArchitectureError(
+        f"{type(parent).__name__} has no {what} named any of {', '.join(names)}; add its name to "
+        f"stoplens.models.arch.{'ATTN' if 'attention' in what else 'MLP'}_OUT_NAMES"
+    )
+
+
+def get_attn_out_proj(model: nn.Module, layer: int) -> nn.Module:
+    """The attention output projection of block ``layer``: its input is the concatenation of
+    the per-head outputs, [..., n_heads * head_dim] (so a pre-hook on it sees every head
+    separately, also under grouped-query attention); its output is added to the residual
+    stream (after a post-norm in families that have one)."""
+    return _named_child(get_attn(model, layer), ATTN_OUT_NAMES, "attention output projection")
+
+
+def get_mlp_out_proj(model: nn.Module, layer: int) -> nn.Module:
+    """The MLP's output projection of block ``layer`` (down_proj / c_proj / fc2 / ...)."""
+    return _named_child(get_mlp(model, layer), MLP_OUT_NAMES, "MLP output projection")
+
+
+def n_heads(model: nn.Module) -> int:
+    """Number of attention (query) heads per block."""
+    cfg = unwrap(model).config
+    for key in ("num_attention_heads", "n_head", "num_heads"):
+        val = getattr(cfg, key, None)
+        if isinstance(val, int) and val > 0:
+            return val
+    raise UnsupportedArchitectureError(
+        f"{type(unwrap(model)).__name__}: the config names no number of attention heads "
+        "(num_attention_heads / n_head); stoplens cannot split the attention output per head"
+    )
+
+
+def linear_weight(module: nn.Module) -> torch.Tensor:
+    """The weight of a linear map as [out_features, in_features], whatever its storage:
+    ``nn.Linear``, GPT-2's ``Conv1D`` (stored [in, out]) or a peft LoRA wrapper (its base
+    layer's weight, without the adapter)."""
+    base = getattr(module, "base_layer", module)
+    w = getattr(base, "weight", None)
+    if not isinstance(w, torch.Tensor):
+        raise UnsupportedArchitectureError(f"{type(base).__name__} has no weight tensor")
+    return w.t() if type(base).__name__ == "Conv1D" else w
+
+
+def head_dim(model: nn.Module) -> int:
+    """Width of one head's slice of the attention output projection's input."""
+    width = int(linear_weight(get_attn_out_proj(model, 0)).shape[1])
+    h = n_heads(model)
+    if width % h:
+        raise UnsupportedArchitectureError(
+            f"attention output projection input width {width} is not a multiple of {h} heads"
+        )
+    return width // h
+
+
+@contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Inside the context the model computes attention eagerly, so attention modules return
+    their weights [batch, n_heads, T, T] as the second element of their output; the previous
+    implementation (e.g. sdpa) is always restored."""
+    m = unwrap(model)
+    old = getattr(m.config, "_attn_implementation", None)
+    if old == "eager" or not hasattr(m, "set_attn_implementation"):
+        yield
+        return
+    m.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        m.set_attn_implementation(old)

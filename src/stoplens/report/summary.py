@@ -19,6 +19,7 @@ from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
 from stoplens.io import atomic_write_json, atomic_write_text
 from stoplens.report import behaviour, plots
+from stoplens.report import components as report_components
 from stoplens.report.checks import build_verdicts, judged_layer
 from stoplens.report.html import write_html
 from stoplens.report.verdicts import TIERS, Check, Thresholds, Verdicts, fmt, render_check
@@ -34,6 +35,7 @@ FIGURES = {
     "steering": "6_direction_ablation_addition.png",
     "checkpoints": "7_checkpoint_dynamics.png",
     "cross_regime": "8_cross_regime.png",
+    "components": report_components.FIGURE,
 }
 
 
@@ -67,6 +69,8 @@ def make_figures(run: RunDir, results: dict[str, Any]) -> dict[str, str]:
         plots.checkpoint_figure(results["checkpoints"], out("checkpoints"))
     if results.get("cross_regime") is not None:
         plots.cross_regime_figure(results["cross_regime"], out("cross_regime"))
+    if results.get("components") is not None:
+        report_components.components_figure(results["components"], out("components"))
     return made
 
 
@@ -176,6 +180,7 @@ def render_markdown(
             f"Cosine of the two selected directions: {fmt(cr.get('cos_selected'))}.",
             "",
         ]
+    lines += report_components.components_section(doc.get("components"))
     lines += ["## Figures", ""] + [f"- `{name}`" for name in figures.values()] + [""]
     lines += [
         "## Thresholds (configuration)",

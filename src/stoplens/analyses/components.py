@@ -1,0 +1,521 @@
+"""Which components carry $STOP: activation patching of every attention head and every MLP.
+
+Components (`stoplens.capture.sites`). A head (l, h) is slice h of the input of block l's
+attention output projection (so grouped-query attention, as in Qwen2, Llama, SmolLM2, is
+handled); an MLP l is the output of block l's MLP module.
+
+Exact patching. As residual patching (`stoplens.analyses.patching`), per pair and position
+group, but only one component's activation is replaced by the source run's; the stop score is
+read at the last prompt position. Effects are normalised per pair by the trigger's own effect
+``gap = s_trig - s_ctrl`` so that every mode reads "0 = no effect, 1 = the whole stop":
+
+    denoising (source triggered, target control):  (s_patched - s_ctrl) / gap  (carries it)
+    noising   (source control, target triggered):  (s_trig - s_patched) / gap  (needs it)
+    null      (source control2, target control):   (s_patched - s_ctrl2→ctrl) / gap
+
+The null swaps one ordinary control word for another (the pairs' ``control2``): what patching a
+component moves when nothing stop-like differs, in the same units (measured at the ranking
+group's positions, the ones the verdict reads). A component is *beyond the
+null* in a mode when its effect is at least ``min_effect`` in size (default 0.1 of the stop:
+downstream components react to the signal with tiny, consistent effects that are real but not
+carriers), its 95% CI excludes 0 and lies entirely outside the null's CI. Pairs with
+``|gap| < min_gap`` are excluded and counted. CIs: percentile bootstrap over pairs.
+
+Attribution patching (Nanda 2023, first order): s_patched - s_target ≈ Σ_{p in group}
+(a_src - a_tgt)_p · ∂s/∂a_tgt,p, for every component and group from one forward pass of the
+source and one forward + backward pass of the target per batch. Its ranking picks the
+components to patch exactly (all of them when there are few); the Spearman rank correlation
+between the two on the exactly patched set is reported per mode and group.
+
+Attention. For the top heads: the attention weight from the decision (post-instruction)
+positions to the trigger position in the triggered run, and to the control token at the same
+position in the control run (eager attention, the model's own weights).
+
+The engines (exact and first-order patching) are `stoplens.analyses.component_engines`.
+
+Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation,
+ranking) and `head_attention`. Must not: plot, write files, or know module names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stoplens.analyses.component_engines import attribution_patching, patch_components
+from stoplens.analyses.patching import GROUPS, position_groups
+from stoplens.analyses.stats import Estimate, bootstrap_mean, nan_bootstrap_mean, spearman
+from stoplens.analyses.steering import NO_JSON, dataclass_dict
+from stoplens.capture.extract import last_logits, model_device, pad_batch, run_batched, stop_score
+from stoplens.capture.hooks import add_hooks
+from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.sites import Component, StopForward, all_components, stop_after
+from stoplens.models import arch
+from stoplens.progress import timed
+
+MODES = ("denoising", "noising")
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentEffects:
+    """Normalised effects (0 = none, 1 = the whole stop; see module docstring) of patching
+    each of ``components`` in one ``mode`` by one ``method`` ("exact" | "attribution").
+
+    ``mean``, ``lo``, ``hi``, ``n``: [n_components, n_groups], mean over valid pairs with
+    bootstrap 95% CIs; ``per_pair`` [n_pairs, n_components, n_groups] (not in JSON)."""
+
+    mode: str
+    method: str
+    components: tuple[str, ...]
+    groups: tuple[str, ...]
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: np.ndarray
+    per_pair: np.ndarray = field(metadata=NO_JSON)
+
+    def estimate(self, component: str, group: str) -> Estimate:
+        ci, gi = self.components.index(component), self.groups.index(group)
+        return Estimate(
+            float(self.mean[ci, gi]),
+            float(self.lo[ci, gi]),
+            float(self.hi[ci, gi]),
+            int(self.n[ci, gi]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+@dataclass(frozen=True)
+class RankedComponent:
+    """One row of the ranked component table (effects in the ranking group).
+
+    ``exact``: mode -> exact effect (None where not exactly patched); ``null``: the
+    control-vs-control effect; ``attribution``: mode -> first-order estimate;
+    ``beyond_null``: mode -> |exact effect| >= ``min_effect``, its CI excludes 0 and lies
+    outside the null's CI (None without a null)."""
+
+    rank: int
+    name: str
+    layer: int
+    head: int | None
+    exact: dict[str, Estimate | None]
+    null: Estimate | None
+    attribution: dict[str, float]
+    attribution_rank: int
+    beyond_null: dict[str, bool | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+@dataclass(frozen=True)
+class HeadAttention:
+    """Attention of one head from the decision (post-instruction) positions to the trigger
+    position (triggered run) vs to the control token at that position (control run), mean
+    over those positions per pair, bootstrap 95% CIs over pairs."""
+
+    name: str
+    layer: int
+    head: int
+    to_trigger: Estimate
+    to_control: Estimate
+    difference: Estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """Settings of `component_patching`."""
+
+    groups: tuple[str, ...] = ("suffix", "trigger", "after", "post")
+    rank_group: str = "suffix"
+    modes: tuple[str, ...] = MODES
+    max_pairs: int | None = 64
+    min_gap: float = 1.0
+    min_effect: float = 0.1  # |normalised effect| a component needs to count as beyond the null
+    max_exact_all: int = 64  # patch every component exactly when there are at most this many
+    top_k: int = 8  # else: attribution's top-k per mode (in the ranking and "post" groups) ...
+    n_check: int = 6  # ... plus this many others drawn at random (unbiased rank correlation)
+    n_attention_heads: int = 4
+    batch_size: int = 32
+    grad_batch_size: int = 8
+    chunk_size: int = 64
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [g for g in self.groups if g not in GROUPS]
+        if bad:
+            raise ValueError(f"unknown position group(s) {bad}; choose from {GROUPS}")
+        if self.rank_group not in self.groups:
+            raise ValueError(f"rank_group {self.rank_group!r} must be one of groups {self.groups}")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise ValueError(f"modes must be a non-empty subset of {MODES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    """Everything `component_patching` measured. ``ranking``: every component, exactly
+    patched ones first (by their largest |exact effect| over modes), then by |attribution|.
+    ``rank_correlation``: mode -> group -> Spearman(attribution, exact) over ``exact_set``."""
+
+    config: ComponentConfig
+    n_layers: int
+    n_heads: int
+    head_dim: int
+    n_pairs: int
+    n_valid: int
+    n_null: int
+    components: tuple[str, ...]
+    exact_set: tuple[str, ...]
+    exact_selection: str
+    attribution: dict[str, ComponentEffects]
+    exact: dict[str, ComponentEffects]
+    null: ComponentEffects | None
+    null_attribution: ComponentEffects | None
+    rank_correlation: dict[str, dict[str, float]]
+    ranking: tuple[RankedComponent, ...]
+    attention: tuple[HeadAttention, ...]
+    mean_stop_score: dict[str, float]
+    timings_s: dict[str, float]
+
+    def top(self, k: int = 5) -> tuple[RankedComponent, ...]:
+        return self.ranking[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_dict(self)
+
+
+# --- the analysis --------------------------------------------------------------------------------
+
+
+def _effects(
+    raw: torch.Tensor, base: np.ndarray, gap: np.ndarray, valid: np.ndarray, sign: float, **kw
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Normalised per-pair effects sign * (raw - base) / gap (NaN for excluded pairs) and
+    their bootstrap mean / lo / hi / n."""
+    x = raw.double().numpy()
+    per = sign * (x - base[:, None, None]) / gap[:, None, None]
+    per[~valid] = np.nan
+    return per, nan_bootstrap_mean(per, **kw)
+
+
+def _pack(mode, method, comps, groups, per, stats) -> ComponentEffects:
+    mean, lo, hi, count = stats
+    return ComponentEffects(
+        mode=mode, method=method, components=tuple(c.name for c in comps), groups=tuple(groups),
+        mean=mean, lo=lo, hi=hi, n=count.astype(int), per_pair=per,
+    )  # fmt: skip
+
+
+def _beyond(e: Estimate, null: Estimate | None, min_effect: float) -> bool | None:
+    if null is None or not np.isfinite([e.value, e.lo, e.hi, null.lo, null.hi]).all():
+        return None
+    big = abs(e.value) >= min_effect
+    return bool(big and ((e.lo > 0 and e.lo > null.hi) or (e.hi < 0 and e.hi < null.lo)))
+
+
+def _exact_groups(comps: Sequence[Component], cfg: ComponentConfig) -> tuple[str, ...]:
+    """Every group when every component is patched exactly; on deep models only the ranking
+    group and the decision positions ("post"), where a hand-over shows (the other groups
+    keep their attribution estimates)."""
+    if len(comps) <= cfg.max_exact_all:
+        return tuple(cfg.groups)
+    return tuple(g for g in cfg.groups if g in (cfg.rank_group, "post"))
+
+
+def _select_exact(
+    comps: Sequence[Component], attr: dict[str, ComponentEffects], cfg: ComponentConfig
+) -> tuple[list[Component], str]:
+    if len(comps) <= cfg.max_exact_all:
+        return list(comps), f"all {len(comps)} components"
+    cols = [attr[cfg.modes[0]].groups.index(g) for g in _exact_groups(comps, cfg)]
+    chosen: dict[Component, None] = {}
+    for mode in cfg.modes:
+        score = np.nan_to_num(np.abs(attr[mode].mean[:, cols]), nan=-1.0).max(1)
+        for i in np.argsort(-score, kind="stable")[: cfg.top_k]:
+            chosen[comps[int(i)]] = None
+    rest = [c for c in comps if c not in chosen]
+    rng = np.random.default_rng(cfg.seed)
+    extra = [rest[int(i)] for i in rng.choice(len(rest), min(cfg.n_check, len(rest)), False)]
+    return sorted([*chosen, *extra], key=lambda c: c.order), (
+        f"attribution's top {cfg.top_k} per mode (largest |effect| over the groups "
+        f"{', '.join(_exact_groups(comps, cfg))}) "
+        f"({len(chosen)} components) + {len(extra)} others at random (seed {cfg.seed})"
+    )
+
+
+def component_patching(
+    model: nn.Module,
+    pairs: EncodedPairs,
+    *,
+    eos_id: int,
+    pad_id: int = 0,
+    null_pairs: EncodedPairs | None = None,
+    config: ComponentConfig | None = None,
+    progress: bool = True,
+) -> ComponentResult:
+    """Attribution patching of every head and MLP, exact patching of all of them (small
+    models) or of attribution's top components, the control-vs-control null, the rank
+    correlation between the two methods, and the top heads' attention (module docstring).
+
+    Args:
+        pairs: aligned triggered / control pairs (TEST split); the first
+            ``config.max_pairs`` are used.
+        null_pairs: control-vs-control pairs of the same prompts
+            (`stoplens.capture.pairs.swap_pairs`: "triggered" = control2, "control" =
+            control), matched by pair_id; the null is skipped without them.
+    """
+    cfg = config or ComponentConfig()
+    if len(pairs) == 0:
+        raise ValueError("component_patching: no pairs")
+    if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
+        pairs = pairs.subset(range(cfg.max_pairs))
+    timings: dict[str, float] = {}
+    common: dict[str, Any] = dict(eos_id=eos_id, pad_id=pad_id)
+    boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+    comps = all_components(model)
+    groups = position_groups(pairs, cfg.groups)
+    n = len(pairs)
+
+    def scores(seqs) -> np.ndarray:
+        logits = last_logits(model, seqs, pad_id=pad_id, batch_size=cfg.batch_size, progress=False)
+        return stop_score(logits, eos_id).double().numpy()
+
+    s_trig, s_ctrl = scores(pairs.trig_ids), scores(pairs.ctrl_ids)
+    gap = s_trig - s_ctrl
+    valid = np.abs(gap) >= cfg.min_gap
+    src_tgt = {
+        "denoising": (pairs.trig_ids, pairs.ctrl_ids, s_ctrl, 1.0),
+        "noising": (pairs.ctrl_ids, pairs.trig_ids, s_trig, -1.0),
+    }
+
+    attribution: dict[str, ComponentEffects] = {}
+    with timed(f"components: attribution patching, {len(comps)} components x {n} pairs",
+               enabled=progress, timings=timings, key="attribution"):  # fmt: skip
+        for mode in cfg.modes:
+            src, tgt, _, sign = src_tgt[mode]
+            raw = attribution_patching(
+                model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
+                desc=f"components: attribution ({mode})", progress=progress, **common,
+            )  # fmt: skip
+            # a first-order estimate of s_patched - s_target: normalise with base 0
+            per, st = _effects(raw, np.zeros(n), gap, valid, sign, **boot)
+            attribution[mode] = _pack(mode, "attribution", comps, cfg.groups, per, st)
+
+    exact_set, how = _select_exact(comps, attribution, cfg)
+    exact_groups = _exact_groups(comps, cfg)
+    ex_pos = {g: groups[g] for g in exact_groups}
+    exact: dict[str, ComponentEffects] = {}
+    with timed(f"components: exact patching of {len(exact_set)} components ({how})",
+               enabled=progress, timings=timings, key="exact"):  # fmt: skip
+        for mode in cfg.modes:
+            src, tgt, base, sign = src_tgt[mode]
+            raw = patch_components(
+                model, src, tgt, exact_set, ex_pos, batch_size=cfg.batch_size,
+                chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})",
+                progress=progress, **common,
+            )  # fmt: skip
+            per, st = _effects(raw, base, gap, valid, sign, **boot)
+            exact[mode] = _pack(mode, "exact", exact_set, exact_groups, per, st)
+
+    null = null_attr = None
+    n_null = 0
+    if null_pairs is not None and len(null_pairs):
+        with timed("components: control-vs-control null", enabled=progress, timings=timings,
+                   key="null"):  # fmt: skip
+            null, null_attr, n_null = _null(
+                model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common
+            )
+
+    rows = [comps.index(c) for c in exact_set]
+    rank_corr = {
+        mode: {
+            g: spearman(
+                exact[mode].mean[:, gi],
+                attribution[mode].mean[rows, cfg.groups.index(g)],
+            )
+            for gi, g in enumerate(exact_groups)
+        }
+        for mode in cfg.modes
+    }
+    ranking = _rank(comps, exact_set, attribution, exact, null, cfg)
+    heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
+    with timed("components: attention of the top heads", enabled=progress, timings=timings,
+               key="attention"):  # fmt: skip
+        attention = head_attention(
+            model, pairs, heads[: cfg.n_attention_heads], pad_id=pad_id,
+            batch_size=cfg.batch_size, **boot,
+        )  # fmt: skip
+    return ComponentResult(
+        config=cfg,
+        n_layers=arch.n_layers(model),
+        n_heads=arch.n_heads(model),
+        head_dim=arch.head_dim(model),
+        n_pairs=n,
+        n_valid=int(valid.sum()),
+        n_null=n_null,
+        components=tuple(c.name for c in comps),
+        exact_set=tuple(c.name for c in exact_set),
+        exact_selection=how,
+        attribution=attribution,
+        exact=exact,
+        null=null,
+        null_attribution=null_attr,
+        rank_correlation=rank_corr,
+        ranking=ranking,
+        attention=attention,
+        mean_stop_score={"triggered": float(s_trig.mean()), "control": float(s_ctrl.mean())},
+        timings_s=timings,
+    )
+
+
+def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common):
+    """Exact and first-order patching control2 -> control, normalised by the matched pair's
+    trigger gap; pairs without a control-vs-control partner are NaN."""
+    by_id = {str(m.get("pair_id")): i for i, m in enumerate(null_pairs.meta)}
+    rows = [(i, by_id[str(m.get("pair_id"))]) for i, m in enumerate(pairs.meta)
+            if str(m.get("pair_id")) in by_id]  # fmt: skip
+    if not rows:
+        return None, None, 0
+    pi, ni = [r[0] for r in rows], [r[1] for r in rows]
+    src = [null_pairs.trig_ids[j] for j in ni]
+    tgt = [null_pairs.ctrl_ids[j] for j in ni]
+    sub = pairs.subset(pi)
+    groups = position_groups(sub, (cfg.rank_group,))  # the null judges the ranking group only
+    logits = last_logits(model, tgt, pad_id=common["pad_id"], batch_size=cfg.batch_size,
+                         progress=False)  # fmt: skip
+    base = stop_score(logits, common["eos_id"]).double().numpy()
+    boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+    raw = patch_components(
+        model, src, tgt, exact_set, groups, batch_size=cfg.batch_size, chunk_size=cfg.chunk_size,
+        desc="components: exact (null)", progress=progress, **common,
+    )  # fmt: skip
+    full = torch.full((len(pairs), *raw.shape[1:]), float("nan"))
+    full[pi] = raw
+    base_full = np.zeros(len(pairs))
+    base_full[pi] = base
+    valid_null = np.zeros_like(valid)
+    valid_null[pi] = valid[pi]
+    per, st = _effects(full, base_full, gap, valid_null, 1.0, n_boot=cfg.n_boot, seed=cfg.seed)
+    null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
+    raw_a = attribution_patching(
+        model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
+        desc="components: attribution (null)", progress=progress, **common,
+    )  # fmt: skip
+    full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
+    full_a[pi] = raw_a
+    per_a, st_a = _effects(full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, **boot)
+    return null, _pack("null", "attribution", comps, (cfg.rank_group,), per_a, st_a), len(rows)
+
+
+def _rank(comps, exact_set, attribution, exact, null, cfg) -> tuple[RankedComponent, ...]:
+    g = cfg.rank_group
+    modes = list(cfg.modes)
+    gi = cfg.groups.index(g)
+    stacked = np.stack([np.abs(attribution[m].mean[:, gi]) for m in modes])
+    attr_score = np.nan_to_num(stacked, nan=-1.0).max(0)  # -1: no valid pair
+    attr_rank = {comps[int(i)]: r + 1 for r, i in enumerate(np.argsort(-attr_score, kind="stable"))}
+    in_exact = set(exact_set)
+
+    def key(c: Component) -> tuple[int, float]:
+        if c in in_exact:
+            vals = [abs(exact[m].estimate(c.name, g).value) for m in modes]
+            return (0, -float(np.nan_to_num(max(vals), nan=-1.0)))
+        return (1, -float(attr_score[comps.index(c)]))
+
+    rows = []
+    for rank, c in enumerate(sorted(comps, key=key), start=1):
+        ex = {m: exact[m].estimate(c.name, g) if c in in_exact else None for m in modes}
+        nl = null.estimate(c.name, g) if null is not None and c in in_exact else None
+        rows.append(
+            RankedComponent(
+                rank=rank,
+                name=c.name,
+                layer=c.layer,
+                head=c.head,
+                exact=ex,
+                null=nl,
+                attribution={m: float(attribution[m].mean[comps.index(c), gi]) for m in modes},
+                attribution_rank=attr_rank[c],
+                beyond_null={
+                    m: None if e is None else _beyond(e, nl, cfg.min_effect) for m, e in ex.items()
+                },
+            )
+        )
+    return tuple(rows)
+
+
+@torch.no_grad()
+def head_attention(
+    model: nn.Module,
+    pairs: EncodedPairs,
+    heads: Sequence[Component],
+    *,
+    pad_id: int = 0,
+    batch_size: int = 32,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[HeadAttention, ...]:
+    """For each head: attention from the post-instruction positions to the trigger position
+    (triggered runs) and to the control token there (control runs); see `HeadAttention`."""
+    heads = [h for h in heads if h.head is not None]
+    if not heads or len(pairs) == 0:
+        return ()
+    layers = sorted({h.layer for h in heads})
+    post = position_groups(pairs, ("post",))["post"]
+    device = model_device(model)
+
+    def weights(seqs) -> torch.Tensor:  # [n, len(heads)]
+        def one_batch(idx: list[int]) -> torch.Tensor:
+            ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
+            store: dict[int, torch.Tensor] = {}
+
+            def grab(layer):
+                def hook(module, args, kwargs, output):
+                    w = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+                    if w is None:
+                        raise RuntimeError("attention weights not returned (eager attention)")
+                    store[layer] = w.detach().float().cpu()
+
+                return hook
+
+            hooks = [(arch.get_attn(model, layer), grab(layer)) for layer in layers]
+            with (
+                add_hooks((), [*hooks, stop_after(model, max(layers))]),
+                contextlib.suppress(StopForward),
+            ):
+                model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+            out = torch.zeros(len(idx), len(heads))
+            for bi, i in enumerate(idx):
+                t, ps = pairs.trigger_pos[i], post[i]
+                for k, h in enumerate(heads):
+                    out[bi, k] = store[h.layer][bi, h.head, ps, t].mean() if ps else float("nan")
+            return out
+
+        return run_batched(one_batch, [len(s) for s in seqs], batch_size, progress=False)
+
+    with arch.eager_attention(model):
+        wt = weights(pairs.trig_ids).double().numpy()
+        wc = weights(pairs.ctrl_ids).double().numpy()
+    out = []
+    for k, h in enumerate(heads):
+        ests = [bootstrap_mean(x[:, k], n_boot=n_boot, seed=seed) for x in (wt, wc, wt - wc)]
+        assert all(isinstance(e, Estimate) for e in ests)
+        out.append(HeadAttention(h.name, h.layer, int(h.head or 0), *ests))  # type: ignore[arg-type]
+    return tuple(out)
