@@ -118,6 +118,10 @@ def test_component_stage_names_the_planted_head(planted_run):
     assert suite.weights is not None and suite.weights.best("write").layer == p.layer
     md = run.summary_md.read_text()
     assert "## Which components carry $STOP" in md and "Smallest k: 1" in md
+    doc = json.loads(run.results_json.read_text())
+    info = {c["key"]: c for c in doc["verdicts"]["checks"] if c["tier"] == "info"}
+    assert info["components"]["value"].startswith(f"L{p.layer}H0 (")
+    assert info["subspace"]["value"] == "k = 1"
     assert (run.report / FIGURES["components"]).stat().st_size > 10_000
     from stoplens.interventions import load_directions
 

@@ -673,6 +673,78 @@ def causal_checks(causal) -> list[Check]:
     return out
 
 
+# --- components -----------------------------------------------------------------------------
+
+
+def components_checks(suite) -> list[Check]:
+    """Information lines from the component suite: which components carry the signal (exact
+    patching beyond the control-vs-control null) and how many directions it takes (the
+    smallest subspace whose ablation removes the stop cheaply). Descriptions, not judged."""
+    out = []
+    rank = suite.patching.ranking
+    hits = [r for r in rank if any(v for v in r.beyond_null.values())]
+
+    def label(r) -> str:
+        parts = []
+        for mode, e in r.exact.items():
+            if e is not None:
+                parts.append(f"{mode} {fmt(e.value)} [{fmt(e.lo)}, {fmt(e.hi)}]")
+        return f"{r.name} ({'; '.join(parts)})"
+
+    null = next((r.null for r in rank if r.null is not None), None)
+    out.append(
+        Check(
+            "info",
+            "Which components carry it: heads and MLPs whose exact patching effect is beyond "
+            "the null",
+            None,
+            ", ".join(label(r) for r in hits[:6]) if hits else "none",
+            n=suite.patching.n_valid,
+            null=None if null is None else float(null.hi),
+            threshold="reported, not judged",
+            note=f"{len(hits)} of {len(rank)} ranked components beyond the null (effect in units "
+            "of the whole stop: 1 = carries / needs all of it)",
+            null_name="control-vs-control null (upper CI bound)",
+            meaning="Names the heads that move the trigger's information to the decision "
+            "position and the MLPs that write the stop; see the components section.",
+            figure="components",
+            ref="/components/patching/ranking",
+            key="components",
+        )
+    )
+    sub = suite.subspace
+    if sub is not None:
+        k = sub.smallest_k
+        kmax = sub.config.k_max
+        per = []
+        for name, fam in sub.families.items():
+            last = fam.steps[-1] if fam.steps else None
+            if last is not None:
+                per.append(
+                    f"{name}: k={last.k} leaves stop rate {fmt(last.ablated_stop_rate.value)}, "
+                    f"KL {fmt(last.kl.value)}"
+                )
+        out.append(
+            Check(
+                "info",
+                "How many directions: the smallest k whose subspace ablation removes the stop "
+                "(≥ 0.9 of the stops, beyond random k-subspaces, cheap)",
+                None,
+                f"k = {k}" if k is not None else f"none up to k = {kmax}",
+                threshold="reported, not judged",
+                note="; ".join(per),
+                null_name="random k-dimensional subspaces",
+                meaning="k = 1 agrees with a single necessary direction; k > 1 says how many "
+                "directions the signal needs; none means the stop survives every small subspace "
+                "ablation that leaves the model intact.",
+                figure="components",
+                ref="/components/subspace",
+                key="subspace",
+            )
+        )
+    return out
+
+
 # --- assembly -------------------------------------------------------------------------------
 
 
@@ -699,6 +771,8 @@ def build_verdicts(
     causal = results.get("causal")
     if causal is not None:
         checks += causal_checks(causal)
+    if results.get("components") is not None:
+        checks += components_checks(results["components"])
     if spec is not None:
         checks.append(specific_check(spec, th))
     fresh = {c.key or c.claim for c in checks}
