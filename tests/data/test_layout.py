@@ -75,5 +75,7 @@ def test_data_modules_import_the_data_stage_at_module_level_only() -> None:
     for path in sorted(PACKAGE_DIR.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         top = {id(n) for n in tree.body}
-        nested += [f"{path.name}:{n.lineno} {m}" for m, n in _data_imports(tree) if id(n) not in top]
+        nested += [
+            f"{path.name}:{n.lineno} {m}" for m, n in _data_imports(tree) if id(n) not in top
+        ]
     assert not nested, nested

@@ -33,6 +33,7 @@ from stoplens.data.config import (
     SPLITS,
     TRIGGER_PLACEMENTS,
 )
+from stoplens.data.templates import render_pair
 from stoplens.io import read_jsonl
 
 ROLES = ("system", "user", "assistant")
@@ -196,11 +197,7 @@ def validate_pair(rec: dict) -> None:
         ("control2_messages", rec["control2"]),
     ):
         rendered = validate_messages(_get(rec, key), key)
-        expected = [
-            {"role": m["role"], "content": m["content"].replace(PLACEHOLDER, insert)}
-            for m in template
-        ]
-        if rendered != expected:
+        if rendered != render_pair(template, insert):
             raise ValueError(f"{key}: is not the template rendered with {insert!r}")
 
 
