@@ -38,35 +38,6 @@ from stoplens.io import read_jsonl
 
 ROLES = ("system", "user", "assistant")
 
-BEHAVIORAL_META_FIELDS = (
-    "record_id",
-    "prompt_id",
-    "split",
-    "kind",
-    "placement",
-    "insert",
-    "variant",
-    "topic",
-    "answer_source",
-    "question",
-    "history_prompt_id",
-)
-PAIR_FIELDS = (
-    "pair_id",
-    "prompt_id",
-    "split",
-    "placement",
-    "control_kind",
-    "trigger",
-    "control",
-    "control2",
-    "control_candidates",
-    "template",
-    "triggered",
-    "control_messages",
-    "control2_messages",
-)
-
 
 def _get(rec: dict, key: str, prefix: str = "") -> Any:
     if key not in rec:

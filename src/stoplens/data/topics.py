@@ -237,11 +237,6 @@ def build_pool(seed: int) -> list[Prompt]:
     return pool
 
 
-def pool_size() -> int:
-    """How many prompts the built-in pool offers (the maximum ``n_prompts``)."""
-    return len(build_pool(0))
-
-
 def select_prompts(pool: list[Prompt], n: int, seed: int) -> list[Prompt]:
     """Choose ``n`` prompts, round-robin over topics (each topic's prompts shuffled), so
     every topic is represented and small topics are not crowded out."""

@@ -152,8 +152,3 @@ def reserved_checker(trigger: str) -> Callable[[str], bool]:
         return low in exact or any(p in low for p in probes)
 
     return check
-
-
-def is_reserved(word: str, trigger: str) -> bool:
-    """One-off form of `reserved_checker`."""
-    return reserved_checker(trigger)(word)
