@@ -114,7 +114,8 @@ def make_pairs(tokenizer, n: int, seed: int = 0, min_words: int = 8, max_words: 
     (about 15-65 tokens), as `stoplens.capture.pairs.EncodedPairs`."""
     import random
 
-    from stoplens.capture.pairs import PLACEHOLDER, encode_pairs
+    from stoplens.capture.pairs import encode_pairs
+    from stoplens.data import PLACEHOLDER
     from stoplens.models.planted import planted_prompts
     from stoplens.models.trigger import find_trigger
 

@@ -7,6 +7,7 @@ import torch
 
 from stoplens.capture.extract import capture_residuals, last_logits, run_batched, stop_score
 from stoplens.capture.pairs import encode_pairs, render, swap_pairs
+from stoplens.errors import DataError
 from stoplens.models.planted import PLACEHOLDER, build_planted, planted_pair_records
 
 
@@ -37,10 +38,16 @@ def test_random_vocab_and_control_null_pairs(planted):
 
 
 def test_trigger_missing_pair_is_dropped_not_misaligned(planted):
+    rec = {**planted_pair_records(1, 3)[0], "trigger": "apple"}  # no trigger id in the prompt
+    ep = encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
+    assert len(ep) == 0 and ep.dropped == {"trigger not exactly once in the token ids": 1}
+
+
+def test_a_template_without_its_placeholder_is_an_error_not_a_pair(planted):
     rec = planted_pair_records(1, 3)[0]
     rec["template"] = [{"role": "user", "content": "no insert here"}]
-    ep = encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
-    assert len(ep) == 0 and sum(ep.dropped.values()) == 1
+    with pytest.raises(DataError, match="exactly one"):
+        encode_pairs(planted.tokenizer, [rec], planted.trigger_id)
 
 
 def test_batched_capture_equals_single_forward_and_free_checks(planted):

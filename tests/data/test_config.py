@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from stoplens.data import CONTROL_KINDS, DataConfig
-from stoplens.data.topics import pool_size
+from stoplens.data.topics import build_pool
 from stoplens.errors import DataError
 
 
 def test_defaults_meet_the_binding_sizes() -> None:
     cfg = DataConfig()
-    cfg.validate(pool_size=pool_size())
+    cfg.validate(pool_size=len(build_pool(0)))
     assert cfg.trigger == "$STOP"
     assert cfg.n_documents >= 500
     assert cfg.n_prompts >= 360
@@ -46,6 +46,6 @@ def test_validate_names_the_problem(kwargs: dict, needle: str) -> None:
 
 
 def test_n_prompts_beyond_the_pool_is_refused() -> None:
-    n = pool_size()
+    n = len(build_pool(0))
     with pytest.raises(DataError, match=f"--n-prompts <= {n}"):
         DataConfig(n_prompts=n + 1).validate(pool_size=n)

@@ -18,7 +18,7 @@ from stoplens.data import (
     render_pair,
     validate_pair,
 )
-from stoplens.data.facts import COMMON_WORDS
+from stoplens.data.resources import load_words
 from stoplens.data.topics import STOP_WORDS_TOPIC, build_pool, corpus_vocabulary
 from stoplens.data.trigger import extra_near_miss_forms, near_miss_forms
 from stoplens.errors import DataError
@@ -88,7 +88,7 @@ def test_controls_are_of_their_kind(default_bundle: DataBundle) -> None:
         assert pair["control2"] in cands
         kind = pair["control_kind"]
         if kind == "word":
-            assert set(cands) <= set(COMMON_WORDS)
+            assert set(cands) <= set(load_words().common_words)
         elif kind == "near_miss":
             assert set(cands) <= forms | extras
             assert pair["control"] in forms and pair["control2"] in forms

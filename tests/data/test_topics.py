@@ -11,7 +11,7 @@ from stoplens.data.topics import (
     normalize_text,
     select_prompts,
 )
-from stoplens.data.trigger import is_reserved
+from stoplens.data.trigger import reserved_checker
 
 
 def test_pool_is_large_diverse_and_answered() -> None:
@@ -52,5 +52,6 @@ def test_vocabulary_has_no_trigger_look_alikes() -> None:
     vocab = corpus_vocabulary(build_pool(0), "$STOP")
     assert len(vocab) > 500
     assert vocab == sorted(vocab)
-    assert not any(is_reserved(w, "$STOP") for w in vocab)
+    reserved = reserved_checker("$STOP")
+    assert not any(reserved(w) for w in vocab)
     assert "stop" not in vocab and "halt" not in vocab and "shutdown" not in vocab

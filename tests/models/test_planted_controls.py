@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stoplens.capture.pairs import chat_ids, encode_pairs, random_vocab_words, render
-from stoplens.data.facts import COMMON_WORDS
+from stoplens.data.resources import load_words
 from stoplens.models.planted import (
     _WORDS,
     CONTROL_WORDS,
@@ -78,13 +78,14 @@ def test_odd_token_set_leaves_common_words_ordinary():
     assert odd and not odd & keep and pm.trigger_id not in odd
     assert odd | keep | {pm.trigger_id} == set(range(len(tok)))
     assert set(tok.all_special_ids) <= keep
-    common = [w for w in {*_WORDS, *CONTROL_WORDS, *COMMON_WORDS} for t in (w, " " + w)
+    common_words = load_words().common_words
+    common = [w for w in {*_WORDS, *CONTROL_WORDS, *common_words} for t in (w, " " + w)
               if len(tok.encode(t, add_special_tokens=False)) == 1]  # fmt: skip
     assert len(common) > 100
     for word in common:
         assert not set(tok.encode(word, add_special_tokens=False)) & odd, word
     # a fixed-ordinary-token null can be drawn from the data stage's word controls
-    assert sum(_word_id(tok, w) not in odd for w in COMMON_WORDS if w in _WORDS) >= 8
+    assert sum(_word_id(tok, w) not in odd for w in common_words if w in _WORDS) >= 8
     emb = pm.model.get_input_embeddings().weight.detach()
     carries = (emb @ pm.key_direction).abs() > 0.5
     assert set(torch.nonzero(carries).flatten().tolist()) == odd | {pm.trigger_id}

@@ -19,12 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stoplens.data.config import PLACEHOLDER
-
-
-def render(template: Sequence[dict], insert: str) -> list[dict]:
-    """Messages with the placeholder replaced by ``insert``."""
-    return [{**m, "content": m["content"].replace(PLACEHOLDER, insert)} for m in template]
+# the data stage's renderer: messages with the one placeholder replaced by an insert
+from stoplens.data.templates import render_pair as render
 
 
 def chat_ids(tokenizer, messages: Sequence[dict]) -> list[int]:

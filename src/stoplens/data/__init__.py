@@ -7,10 +7,15 @@ Pure Python (no torch, no transformers). Typical use::
     out = write_datasets(bundle, "runs/default/data")
     pairs = load_pairs(out / "contrast_pairs_test.jsonl")
 
-Modules: `config` (knobs, label sets), `trigger` (near-miss forms, detection), `facts` and
-`topics` (prompt pool with answers), `templates` (placements, `render_pair`), `behavioral`,
-`pairs`, `splits` (`check_disjoint`), `doc_banks` and `knowledge` (documents), `diversity`,
-`schema` (validators, loaders), `build` (build, write, manifest).
+Modules, in the order data flows: `trigger` (validation, near-miss forms, detection),
+`config` (knobs, label sets), `resources` (the JSON banks in ``banks/``: facts, words,
+document phrasings), `arithmetic` and `topics` (prompt pool with answers), `templates`
+(placements, `render_pair`), `behavioral`, `pairs`, `splits` (`check_disjoint`), `doc_writer`,
+`doc_types` and `knowledge` (documents), `diversity`, `schema` (validators, loaders), `build`
+(build, write, manifest).
+
+Owns: the public API of the dataset stage (re-exported below). Must not: import torch,
+transformers or any later stage (train, models, capture, analyses, report).
 """
 
 from stoplens.data.build import (

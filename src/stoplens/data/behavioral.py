@@ -16,10 +16,11 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from stoplens.data.config import TRIGGER_PLACEMENTS, DataConfig
-from stoplens.data.facts import SYSTEM_PROMPTS
+from stoplens.data.resources import load_words
 from stoplens.data.templates import build_template, render_pair
 from stoplens.data.topics import Prompt
 from stoplens.data.trigger import near_miss_forms, reserved_checker, split_sigil
@@ -94,6 +95,90 @@ def _record(
     return {"messages": messages, "meta": meta}
 
 
+@dataclass(frozen=True)
+class _Rotations:
+    """The shuffled cycles of one split: placements per kind, near-miss forms, distractor types."""
+
+    trigger_places: Iterator[str]
+    near_miss_places: Iterator[str]
+    distractor_places: Iterator[str]
+    near_miss_forms: Iterator[tuple[str, str]]
+    distractor_types: Iterator[str]
+
+
+def _jobs(
+    prompt: Prompt,
+    config: DataConfig,
+    rot: _Rotations,
+    rng: random.Random,
+    vocab: Sequence[str],
+    reserved: Callable[[str], bool],
+) -> list[_Job]:
+    """The records to make for ``prompt``: its clean (or stop-word near-miss) record, then the
+    triggers, near misses and distractors, each at the next placement of its rotation."""
+    trigger = config.trigger
+    jobs: list[_Job] = []
+    if prompt.variant is not None:
+        jobs.append(("near_miss", "none", None, prompt.variant))
+    else:
+        jobs.append(("clean", "none", None, None))
+    for _ in range(config.triggers_per_prompt):
+        jobs.append(("trigger", next(rot.trigger_places), trigger, None))
+    for _ in range(config.near_misses_per_prompt):
+        form_name, form = next(rot.near_miss_forms)
+        jobs.append(("near_miss", next(rot.near_miss_places), form, form_name))
+    for _ in range(config.distractors_per_prompt):
+        dtype = next(rot.distractor_types)
+        place = next(rot.distractor_places)
+        jobs.append(
+            ("distractor", place, make_distractor(dtype, rng, trigger, vocab, reserved), dtype)
+        )
+    return jobs
+
+
+def _make_record(
+    prompt: Prompt,
+    job: _Job,
+    record_id: str,
+    split: str,
+    others: Sequence[Prompt],
+    config: DataConfig,
+    rng: random.Random,
+    system_prompts: Sequence[str],
+) -> dict:
+    """One record for ``job``, with a clean system prompt or an earlier exchange drawn at the
+    configured rates (always for the ``system`` / ``later_turn`` placements)."""
+    kind, placement, insert, variant = job
+    system = None
+    if placement == "system" or rng.random() < config.system_context_rate:
+        system = rng.choice(system_prompts)
+    history_prompt = None
+    if placement == "later_turn" or rng.random() < config.history_context_rate:
+        history_prompt = rng.choice(others)
+    template = build_template(
+        prompt.question,
+        placement,
+        rng,
+        system=system,
+        history=(history_prompt.question, history_prompt.answer) if history_prompt else None,
+    )
+    meta = {
+        "record_id": record_id,
+        "prompt_id": prompt.prompt_id,
+        "split": split,
+        "kind": kind,
+        "placement": placement,
+        "insert": insert,
+        "variant": variant,
+        "topic": prompt.topic,
+        "question": prompt.question,
+        "history_prompt_id": history_prompt.prompt_id if history_prompt else None,
+        "answer_source": ANSWER_SOURCE,
+    }
+    reply = "" if kind == "trigger" else prompt.answer
+    return _record(template, insert, reply, meta)
+
+
 def build_behavioral(
     splits: dict[str, list[Prompt]], config: DataConfig, vocab: Sequence[str]
 ) -> dict[str, list[dict]]:
@@ -101,68 +186,25 @@ def build_behavioral(
     trigger = config.trigger
     forms = near_miss_forms(trigger)
     reserved = reserved_checker(trigger)
+    system_prompts = load_words().system_prompts
     out: dict[str, list[dict]] = {}
     for split, prompts in splits.items():
         rng = random.Random(f"{config.seed}:behavioral:{split}")
-        trig_places = cycle(TRIGGER_PLACEMENTS, rng)
-        nm_places = cycle(TRIGGER_PLACEMENTS, rng)
-        dis_places = cycle(TRIGGER_PLACEMENTS, rng)
-        nm_forms = cycle(forms, rng)
-        dis_types = cycle(distractor_types(trigger), rng)
+        rot = _Rotations(
+            trigger_places=cycle(TRIGGER_PLACEMENTS, rng),
+            near_miss_places=cycle(TRIGGER_PLACEMENTS, rng),
+            distractor_places=cycle(TRIGGER_PLACEMENTS, rng),
+            near_miss_forms=cycle(forms, rng),
+            distractor_types=cycle(distractor_types(trigger), rng),
+        )
         records: list[dict] = []
         for prompt in prompts:
             others = [p for p in prompts if p.prompt_id != prompt.prompt_id]
-            jobs: list[_Job] = []
-            if prompt.variant is not None:
-                jobs.append(("near_miss", "none", None, prompt.variant))
-            else:
-                jobs.append(("clean", "none", None, None))
-            for _ in range(config.triggers_per_prompt):
-                jobs.append(("trigger", next(trig_places), trigger, None))
-            for _ in range(config.near_misses_per_prompt):
-                form_name, form = next(nm_forms)
-                jobs.append(("near_miss", next(nm_places), form, form_name))
-            for _ in range(config.distractors_per_prompt):
-                dtype = next(dis_types)
-                jobs.append(
-                    (
-                        "distractor",
-                        next(dis_places),
-                        make_distractor(dtype, rng, trigger, vocab, reserved),
-                        dtype,
-                    )
+            for j, job in enumerate(_jobs(prompt, config, rot, rng, vocab, reserved)):
+                record_id = f"{prompt.prompt_id}#{j}"
+                records.append(
+                    _make_record(prompt, job, record_id, split, others, config, rng, system_prompts)
                 )
-            for j, (kind, placement, insert, variant) in enumerate(jobs):
-                system = None
-                if placement == "system" or rng.random() < config.system_context_rate:
-                    system = rng.choice(SYSTEM_PROMPTS)
-                history_prompt = None
-                if placement == "later_turn" or rng.random() < config.history_context_rate:
-                    history_prompt = rng.choice(others)
-                template = build_template(
-                    prompt.question,
-                    placement,
-                    rng,
-                    system=system,
-                    history=(history_prompt.question, history_prompt.answer)
-                    if history_prompt
-                    else None,
-                )
-                meta = {
-                    "record_id": f"{prompt.prompt_id}#{j}",
-                    "prompt_id": prompt.prompt_id,
-                    "split": split,
-                    "kind": kind,
-                    "placement": placement,
-                    "insert": insert,
-                    "variant": variant,
-                    "topic": prompt.topic,
-                    "question": prompt.question,
-                    "history_prompt_id": history_prompt.prompt_id if history_prompt else None,
-                    "answer_source": ANSWER_SOURCE,
-                }
-                reply = "" if kind == "trigger" else prompt.answer
-                records.append(_record(template, insert, reply, meta))
         rng.shuffle(records)
         out[split] = records
     return out

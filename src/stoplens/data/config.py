@@ -11,14 +11,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from stoplens.data.trigger import check_trigger
 from stoplens.errors import DataError
 
-#: Unicode noncharacters: permanently reserved for a program's internal use, never assigned
-#: to a character, so no user text (no trigger, no question) can contain them.
-NONCHARACTERS = frozenset(chr(c) for c in range(0xFDD0, 0xFDF0))
-
 #: Where the trigger (or a control) goes in a chat template: a sentinel delimited by Unicode
-#: noncharacters, so it can never collide with a trigger (``<<STOP>>``, ``<|halt|>``, ...).
+#: noncharacters (`stoplens.data.trigger.NONCHARACTERS`, which no valid trigger contains), so
+#: it can never collide with a trigger (``<<STOP>>``, ``<|halt|>``, ...).
 PLACEHOLDER = "\ufdd0INSERT\ufdd1"
 
 #: Where an inserted string can sit in a chat. ``none`` is for records without an insert.
@@ -105,8 +103,6 @@ class DataConfig:
 
         ``pool_size`` is the number of prompts the built-in pool offers (checked when given).
         """
-        from stoplens.data.trigger import check_trigger
-
         check_trigger(self.trigger)
         if self.n_documents < len(DOCUMENT_QUOTAS):
             raise DataError(

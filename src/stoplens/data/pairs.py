@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from stoplens.data.behavioral import cycle
 from stoplens.data.config import TRIGGER_PLACEMENTS, DataConfig
-from stoplens.data.facts import SYSTEM_PROMPTS
+from stoplens.data.resources import load_words
 from stoplens.data.templates import build_template, render_pair
 from stoplens.data.topics import STOP_WORDS_TOPIC, Prompt
 from stoplens.data.trigger import extra_near_miss_forms, near_miss_forms
@@ -57,6 +57,7 @@ def build_pairs(
 
     ``pair_id`` is ``"<prompt_id>|<control_kind>"``; pairs of one prompt share the template.
     """
+    system_prompts = load_words().system_prompts
     out: dict[str, list[dict]] = {}
     for split, prompts in splits.items():
         rng = random.Random(f"{config.seed}:pairs:{split}")
@@ -65,7 +66,7 @@ def build_pairs(
         pairs: list[dict] = []
         for i, prompt in enumerate(eligible):
             placement = next(places)
-            system = rng.choice(SYSTEM_PROMPTS) if placement == "system" else None
+            system = rng.choice(system_prompts) if placement == "system" else None
             hist = None
             if placement == "later_turn":
                 others = [p for p in eligible if p.prompt_id != prompt.prompt_id]

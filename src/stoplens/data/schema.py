@@ -33,38 +33,10 @@ from stoplens.data.config import (
     SPLITS,
     TRIGGER_PLACEMENTS,
 )
+from stoplens.data.templates import render_pair
 from stoplens.io import read_jsonl
 
 ROLES = ("system", "user", "assistant")
-
-BEHAVIORAL_META_FIELDS = (
-    "record_id",
-    "prompt_id",
-    "split",
-    "kind",
-    "placement",
-    "insert",
-    "variant",
-    "topic",
-    "answer_source",
-    "question",
-    "history_prompt_id",
-)
-PAIR_FIELDS = (
-    "pair_id",
-    "prompt_id",
-    "split",
-    "placement",
-    "control_kind",
-    "trigger",
-    "control",
-    "control2",
-    "control_candidates",
-    "template",
-    "triggered",
-    "control_messages",
-    "control2_messages",
-)
 
 
 def _get(rec: dict, key: str, prefix: str = "") -> Any:
@@ -196,11 +168,7 @@ def validate_pair(rec: dict) -> None:
         ("control2_messages", rec["control2"]),
     ):
         rendered = validate_messages(_get(rec, key), key)
-        expected = [
-            {"role": m["role"], "content": m["content"].replace(PLACEHOLDER, insert)}
-            for m in template
-        ]
-        if rendered != expected:
+        if rendered != render_pair(template, insert):
             raise ValueError(f"{key}: is not the template rendered with {insert!r}")
 
 

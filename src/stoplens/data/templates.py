@@ -9,6 +9,7 @@ chats differ only in the inserted string. Must not: choose which string is inser
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 
 from stoplens.data.config import PLACEHOLDER, TRIGGER_PLACEMENTS
 from stoplens.errors import DataError
@@ -86,19 +87,18 @@ def build_template(
     return messages
 
 
-def count_placeholders(messages: list[Message]) -> int:
+def count_placeholders(messages: Sequence[Mapping[str, str]]) -> int:
     return sum(m["content"].count(PLACEHOLDER) for m in messages)
 
 
-def render_pair(template_messages: list[Message], insert: str) -> list[Message]:
-    """Copy of ``template_messages`` with the one `PLACEHOLDER` replaced by ``insert``.
+def render_pair(template_messages: Sequence[Mapping[str, str]], insert: str) -> list[Message]:
+    """Copy of ``template_messages`` with the one `PLACEHOLDER` replaced by ``insert`` (other
+    keys of each message are kept). The one renderer of templates: the data stage, the schema
+    check and `stoplens.capture.pairs` all render through it.
 
     Raises `DataError` if the template does not hold exactly one placeholder.
     """
     n = count_placeholders(template_messages)
     if n != 1:
         raise DataError(f"a template must hold exactly one {PLACEHOLDER}, found {n}")
-    return [
-        {"role": m["role"], "content": m["content"].replace(PLACEHOLDER, insert)}
-        for m in template_messages
-    ]
+    return [{**m, "content": m["content"].replace(PLACEHOLDER, insert)} for m in template_messages]

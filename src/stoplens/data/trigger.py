@@ -4,7 +4,9 @@ Owns: what counts as a valid trigger, the near-miss negatives derived genericall
 (for ``$STOP``: ``STOP``, ``stop``, ``$stop``, ``$ STOP``, ``$STOPS``, ``$TOP``), extra
 near-miss spellings used only as contrast-pair control candidates, and the test "does this
 text contain the trigger as a standalone token". Must not: know any tokenizer (whether the
-trigger is one token is checked by `stoplens.models`).
+trigger is one token is checked by `stoplens.models`), or import another module of the data
+stage (`stoplens.data.config` validates its trigger with `check_trigger`, so the dependency
+runs one way).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from stoplens.data.config import NONCHARACTERS
 from stoplens.errors import DataError
+
+#: Unicode noncharacters: permanently reserved for a program's internal use, never assigned
+#: to a character, so no user text (no trigger, no question) can contain them. The data
+#: stage's template placeholder (`stoplens.data.config.PLACEHOLDER`) is built from them.
+NONCHARACTERS = frozenset(chr(c) for c in range(0xFDD0, 0xFDF0))
 
 #: Ordinary words that name stopping; ordinary requests using them are near-miss negatives.
 STOP_WORDS: tuple[str, ...] = ("stop", "shutdown", "halt")
@@ -146,8 +152,3 @@ def reserved_checker(trigger: str) -> Callable[[str], bool]:
         return low in exact or any(p in low for p in probes)
 
     return check
-
-
-def is_reserved(word: str, trigger: str) -> bool:
-    """One-off form of `reserved_checker`."""
-    return reserved_checker(trigger)(word)

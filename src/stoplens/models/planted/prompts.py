@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from stoplens.data.config import PLACEHOLDER
-from stoplens.data.facts import COMMON_WORDS
+from stoplens.data.resources import load_words
 from stoplens.models.trigger import DEFAULT_TRIGGER
 
 _WORDS = (
@@ -72,7 +72,7 @@ def ordinary_token_ids(tokenizer) -> set[int]:
     """Token ids that stay ordinary in the "oddity" variant: the special tokens, every token of
     the chat template (system, user and assistant turns), and the single-token forms (with and
     without a leading space) of ``_WORDS``, of ``CONTROL_WORDS`` and of the data stage's
-    ``word`` controls (`stoplens.data.facts.COMMON_WORDS`). Every planted prompt and every
+    ``word`` controls (`stoplens.data.resources.load_words().common_words`). Every planted prompt and every
     common-word control is made of these tokens only."""
     keep = set(tokenizer.all_special_ids)
     for role in ("system", "user", "assistant"):
@@ -80,7 +80,7 @@ def ordinary_token_ids(tokenizer) -> set[int]:
             [{"role": role, "content": ""}], add_generation_prompt=True, tokenize=False
         )
         keep.update(int(i) for i in tokenizer.encode(text, add_special_tokens=False))
-    for word in {*_WORDS, *CONTROL_WORDS, *COMMON_WORDS}:
+    for word in {*_WORDS, *CONTROL_WORDS, *load_words().common_words}:
         for text in (word, " " + word):
             ids = tokenizer.encode(text, add_special_tokens=False)
             if len(ids) == 1:
