@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stoplens.evaluate.core import KINDS, EvalResult
+from stoplens.evaluate.core import KINDS, Condition, EvalResult
 from stoplens.io import atomic_write_bytes, atomic_write_json
 
 EVAL_JSON = "eval.json"
@@ -66,35 +66,57 @@ def _fmt(rate) -> str:
     return f"{rate.rate:6.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"
 
 
+def _rows(result: EvalResult) -> list[tuple[str, str, Condition | None, Condition | None]]:
+    """(name, metric, in-template condition, out-of-template condition) in table order:
+    the in-template conditions, then conditions only the out-of-template set has."""
+    oot = result.out_of_template
+    theirs = {c.name: c for c in oot.conditions} if oot is not None else {}
+    mine = {c.name for c in result.conditions}
+    rows = [(c.name, c.metric, c, theirs.get(c.name)) for c in result.conditions]
+    rows += [
+        (c.name, c.metric, None, c) for c in (oot.conditions if oot else ()) if c.name not in mine
+    ]
+    order = {k: i for i, k in enumerate(KINDS)}
+    return sorted(rows, key=lambda r: (order.get(r[0].split("/")[0], 9), "/" in r[0]))
+
+
 def summary_table(result: EvalResult):
-    """A rich table: every condition, base vs fine-tuned, with n and 95% CIs; KL and PPL below."""
+    """A rich table: every condition, base vs fine-tuned, with n and 95% CIs, the
+    out-of-template set's figures beside the held-out split's; KL and PPL below."""
     from rich.table import Table
 
-    table = Table(title="stoplens eval (held-out prompts; greedy first token = EOS)")
+    oot = result.out_of_template
+    title = "stoplens eval (held-out prompts; greedy first token = EOS)"
+    table = Table(title=title + (" — test split | out-of-template set" if oot else ""))
     table.add_column("condition")
     table.add_column("metric")
     table.add_column("n", justify="right")
     table.add_column("base", justify="right")
     table.add_column("fine-tuned", justify="right")
     table.add_column("ft stop score (median)", justify="right")
-    for c in result.conditions:
-        style = "bold" if c.group is None else "dim"
-        med = c.ft_score.median
-        table.add_row(
-            c.name,
-            "stop rate" if c.metric == "stop_rate" else "false stops",
-            str(c.ft.n),
-            _fmt(c.base),
-            _fmt(c.ft),
+    if oot is not None:
+        table.add_column("OOT n", justify="right")
+        table.add_column("OOT fine-tuned", justify="right")
+    for name, metric, c, o in _rows(result):
+        style = "bold" if "/" not in name else "dim"
+        med = c.ft_score.median if c is not None else None
+        row = [
+            name,
+            "stop rate" if metric == "stop_rate" else "false stops",
+            str(c.ft.n) if c is not None else "–",
+            _fmt(c.base) if c is not None else "–",
+            _fmt(c.ft) if c is not None else "–",
             "–" if med is None else f"{med:+.2f}",
-            style=style,
-        )
+        ]
+        if oot is not None:
+            row += [str(o.ft.n) if o is not None else "–", _fmt(o.ft) if o is not None else "–"]
+        table.add_row(*row, style=style)
     kl = result.kl.get("decision_position_clean", {})
     ans = result.kl.get("answer_tokens_clean", {})
     ppl = result.ppl
     if kl.get("mean") is not None:
         table.add_section()
-        table.add_row(
+        row = [
             "clean: KL(ft ‖ base)",
             "nats",
             str(kl["n"]),
@@ -102,7 +124,14 @@ def summary_table(result: EvalResult):
             f"{kl['mean']:.4f} (decision) / "
             + ("–" if ans.get("mean") is None else f"{ans['mean']:.4f} (answers)"),
             "",
-        )
+        ]
+        if oot is not None:
+            okl = oot.kl.get("decision_position_clean", {})
+            row += [
+                str(okl.get("n", "–")),
+                "–" if okl.get("mean") is None else f"{okl['mean']:.4f} (decision)",
+            ]
+        table.add_row(*row)
     if ppl.get("ft") is not None:
         table.add_row(
             "clean answers: perplexity",
@@ -111,16 +140,77 @@ def summary_table(result: EvalResult):
             f"{ppl['base']:.3f}",
             f"{ppl['ft']:.3f}",
             "",
+            *([""] * (2 if oot is not None else 0)),
         )
-    acc = result.acceptance
-    if acc.get("checks"):
-        table.caption = (
-            "acceptance: "
-            + ("PASS" if acc["pass"] else "FAIL")
-            + " — "
-            + ", ".join(
-                f"{k} {v['value']:.3f} {'≥' if 'min' in v else '≤'} {v.get('min', v.get('max'))}"
-                for k, v in acc["checks"].items()
-            )
-        )
+    captions = [_acceptance_line("acceptance", result.acceptance)]
+    if oot is not None:
+        captions.append(_acceptance_line("out-of-template acceptance", oot.acceptance))
+    table.caption = "\n".join(c for c in captions if c)
     return table
+
+
+def _acceptance_line(label: str, acc: dict) -> str:
+    """One caption line: PASS/FAIL and every failed check (or the overall checks if all pass)."""
+    checks = acc.get("checks") or {}
+    if not checks:
+        return ""
+    failed = {k: v for k, v in checks.items() if not v["pass"]}
+    shown = failed or {k: v for k, v in checks.items() if "_trigger_" not in k}
+
+    def one(k: str, v: dict) -> str:
+        op = "≥" if "min" in v else "≤"
+        basis = " (95% upper bound)" if v.get("basis") == "ci_high" else ""
+        return f"{k} {v['value']:.3f}{basis} {op} {v.get('min', v.get('max'))}"
+
+    return (
+        f"{label}: "
+        + ("PASS" if acc["pass"] else "FAIL")
+        + " — "
+        + ", ".join(one(k, v) for k, v in shown.items())
+    )
+
+
+def eval_markdown(ev: dict) -> list[str]:
+    """Markdown lines for ANALYSIS_SUMMARY.md from an eval.json dict: the held-out split and
+    the out-of-template set side by side (fine-tuned model; rate with its 95% CI and n)."""
+    oot = ev.get("out_of_template") or {}
+    cols = [("test split", ev)] + ([("out-of-template", oot)] if oot else [])
+    names = list(ev.get("conditions", {}))
+    names += [n for n in oot.get("conditions", {}) if n not in names]
+    order = {k: i for i, k in enumerate(KINDS)}
+    names.sort(key=lambda n: (order.get(n.split("/")[0], 9), "/" in n))
+    head = "| condition | metric | " + " | ".join(f"{t} (fine-tuned)" for t, _ in cols) + " |"
+    out = [head, "|" + " --- |" * (2 + len(cols))]
+    for name in names:
+        cells = []
+        metric = ""
+        for _, doc in cols:
+            c = doc.get("conditions", {}).get(name)
+            if c is None:
+                cells.append("–")
+                continue
+            metric = "stop rate" if c["metric"] == "stop_rate" else "false stops"
+            ft = c["ft"]
+            lo, hi = ft["ci95"]
+            cells.append(
+                "–"
+                if ft["rate"] is None
+                else f"{ft['rate']:.1%} [{lo:.1%}, {hi:.1%}] (n={ft['n']})"
+            )
+        label = f"**{name}**" if "/" not in name else name
+        out.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
+    kls = []
+    for t, doc in cols:
+        kl = doc.get("kl_ft_base", {}).get("decision_position_clean", {})
+        if kl.get("mean") is not None:
+            kls.append(f"{t} {kl['mean']:.4f} nats (n={kl['n']})")
+    if kls:
+        out += [
+            "",
+            "KL(ft ‖ base) at the decision position on clean prompts: " + "; ".join(kls) + ".",
+        ]
+    for t, doc in cols:
+        acc = doc.get("acceptance") or {}
+        if acc.get("checks"):
+            out.append(_acceptance_line(f"Acceptance ({t})", acc) + ".")
+    return out

@@ -428,7 +428,10 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
     ]
     ev = doc.get("eval")
     if ev:
-        lines += ["## Behaviour (held-out test split)", ""]
+        title = "held-out test split" + (
+            " and out-of-template prompts" if ev.get("out_of_template") else ""
+        )
+        lines += [f"## Behaviour ({title})", ""]
         lines += _eval_lines(ev)
         lines.append("")
     pairs = doc.get("pairs")
@@ -483,11 +486,9 @@ def render_markdown(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, 
 
 
 def _eval_lines(ev: dict[str, Any]) -> list[str]:
-    acc = ev.get("acceptance") or {}
-    out = []
-    for key, val in acc.items():
-        out.append(f"- {key}: {json.dumps(val) if not isinstance(val, str) else val}")
-    return out or ["- see results/eval.json"]
+    from stoplens.evaluate.report import eval_markdown
+
+    return eval_markdown(ev) if ev.get("conditions") else ["- see results/eval.json"]
 
 
 def _check_from_dict(d: dict[str, Any]) -> Check:
