@@ -233,12 +233,12 @@ def test_sparse_logits_loss_equals_the_models_own_loss(base_dir, data_dir):
     """The LM head at learned positions only: the same loss (and gradient) as the full one."""
     from stoplens.data import behavioral_file, load_behavioral
     from stoplens.train.features import Collator, behavioral_features
-    from stoplens.train.run import _sparse_loss, _wrap_lora
+    from stoplens.train.run import _sparse_loss, wrap_lora
 
     loaded = load_model(base_dir, trigger="$STOP", require_trigger=False)
     recs = load_behavioral(data_dir / behavioral_file("train"))
     feats = behavioral_features(loaded.tokenizer, recs, loaded.eos_id, 512)
-    model = _wrap_lora(loaded.model, TrainConfig(), loaded.trigger_id).eval()  # no dropout
+    model = wrap_lora(loaded.model, TrainConfig(), loaded.trigger_id).eval()  # no dropout
     batch = Collator(0)(
         [{"input_ids": feats.input_ids[i], "labels": feats.labels[i]} for i in range(6)]
     )

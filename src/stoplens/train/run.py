@@ -323,7 +323,7 @@ def _default_base_and_data(config: TrainConfig) -> tuple[str, Path]:
     return str(model), Path(data_dir)
 
 
-def _wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
+def wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     target: Any = list(config.target_modules) if config.target_modules else "all-linear"
@@ -425,7 +425,7 @@ def train(config: TrainConfig) -> TrainResult:
     row_before = trigger_row(model, tid)
     meta = adapter_meta(model, config.trigger, tid, loaded.source.model)
     if not config.full:
-        model = _wrap_lora(model, config, tid)
+        model = wrap_lora(model, config, tid)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
 
