@@ -199,12 +199,12 @@ def oot_records(
         for _ in range(triggers_per_prompt):
             msgs, where = insert_at(p, trigger, next(trig_places), rng)
             jobs.append((msgs, "trigger", where, trigger, None))
-        variant, form = next(forms)
+        form_name, form = next(forms)
         msgs, where = insert_at(p, form, next(other_places), rng)
-        jobs.append((msgs, "near_miss", where, form, variant))
-        variant, word = next(distractors)
+        jobs.append((msgs, "near_miss", where, form, form_name))
+        word_type, word = next(distractors)
         msgs, where = insert_at(p, word, next(other_places), rng)
-        jobs.append((msgs, "distractor", where, word, variant))
+        jobs.append((msgs, "distractor", where, word, word_type))
         for j, (msgs, kind, where, insert, variant) in enumerate(jobs):
             meta: dict[str, Any] = {
                 "record_id": f"{OOT_SPLIT}/{p.prompt_id}#{j}",

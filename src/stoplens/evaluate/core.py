@@ -168,7 +168,7 @@ class EvalResult:
         return np.array([getattr(r, attr) for r in self.records if r.kind == kind], dtype=float)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "schema": "stoplens.eval/1",
             "meta": self.meta,
             "conditions": {c.name: c.to_dict() for c in self.conditions},
@@ -248,7 +248,7 @@ def _acceptance(conds: list[Condition], th: Thresholds) -> dict[str, Any]:
         raise StoplensError(
             f"false_stop_bound {th.false_stop_bound!r} is unknown; use 'ci_high' or 'rate'"
         )
-    checks = {}
+    checks: dict[str, dict[str, Any]] = {}
     for c in conds:
         if c.ft.rate is None:
             continue

@@ -66,13 +66,16 @@ def _fmt(rate) -> str:
     return f"{rate.rate:6.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"
 
 
-def _rows(result: EvalResult) -> list[tuple[str, str, Condition | None, Condition | None]]:
+_Row = tuple[str, str, Condition | None, Condition | None]
+
+
+def _rows(result: EvalResult) -> list[_Row]:
     """(name, metric, in-template condition, out-of-template condition) in table order:
     the in-template conditions, then conditions only the out-of-template set has."""
     oot = result.out_of_template
     theirs = {c.name: c for c in oot.conditions} if oot is not None else {}
     mine = {c.name for c in result.conditions}
-    rows = [(c.name, c.metric, c, theirs.get(c.name)) for c in result.conditions]
+    rows: list[_Row] = [(c.name, c.metric, c, theirs.get(c.name)) for c in result.conditions]
     rows += [
         (c.name, c.metric, None, c) for c in (oot.conditions if oot else ()) if c.name not in mine
     ]
