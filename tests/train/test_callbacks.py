@@ -14,12 +14,16 @@ def _state(step: int, max_steps: int = 10):
     return SimpleNamespace(global_step=step, max_steps=max_steps, is_world_process_zero=True)
 
 
+def _args(batch_size: int):
+    return SimpleNamespace(
+        per_device_train_batch_size=batch_size, gradient_accumulation_steps=1, world_size=1
+    )
+
+
 def test_lines_carry_step_loss_speed_and_eta():
     buf = io.StringIO()
     cb = LineProgress(min_interval=0.0, stream=buf)
-    args = SimpleNamespace(
-        per_device_train_batch_size=8, gradient_accumulation_steps=1, world_size=1
-    )
+    args = _args(8)
     cb.on_train_begin(args, _state(0), None)
     assert (
         cb.line(4, 10, 0.25, 80.0)
@@ -37,9 +41,7 @@ def test_lines_carry_step_loss_speed_and_eta():
 def test_lines_are_throttled_but_the_last_step_always_prints():
     buf = io.StringIO()
     cb = LineProgress(min_interval=3600.0, stream=buf)
-    args = SimpleNamespace(
-        per_device_train_batch_size=2, gradient_accumulation_steps=1, world_size=1
-    )
+    args = _args(2)
     cb.on_train_begin(args, _state(0), None)
     for step in range(1, 10):
         cb.on_log(args, _state(step), None, logs={"loss": 1.0})
