@@ -108,7 +108,12 @@ def evaluate_run(
     t0 = time.perf_counter()
     ft = load_model(model, adapter=Path(trained) / "final", trigger=trigger)
     base = load_model(model, trigger=trigger, require_trigger=False)
-    records = load_behavioral(Path(data_dir) / behavioral_file(split))
+    if split == "oot":  # the out-of-template records alone (for runs whose split is done)
+        from stoplens.data.oot import oot_records
+
+        records, oot = oot_records(trigger), False
+    else:
+        records = load_behavioral(Path(data_dir) / behavioral_file(split))
     ev = evaluate(ft, base, records, batch_size=32, progress=True, out_of_template=oot)
     out.mkdir(parents=True, exist_ok=True)
     write_eval(ev, out / f"eval_{split}.json")
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--trained", required=True)
     e.add_argument("--data-dir", required=True)
-    e.add_argument("--split", default="test", choices=["val", "test"])
+    e.add_argument("--split", default="test", choices=["val", "test", "oot"])
     e.add_argument("--no-oot", action="store_true")
     t = sub.add_parser("table")
     t.add_argument("paths", nargs="+")
