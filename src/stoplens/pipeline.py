@@ -338,7 +338,8 @@ def pair_records(data_dir: Path, split: str, control_kind: str, n: int | None = 
 
 
 def run_eval(models: Models, run: RunDir, *, batch_size: int = 32, progress: bool = True):
-    """Behavior evaluation on the test split; writes results/eval.json and its figure."""
+    """Behavior evaluation on the test split and the out-of-template set; writes
+    results/eval.json and its figure."""
     from stoplens.data import behavioral_file, load_behavioral
     from stoplens.evaluate import evaluate
     from stoplens.evaluate.report import write_eval
@@ -347,7 +348,10 @@ def run_eval(models: Models, run: RunDir, *, batch_size: int = 32, progress: boo
         raise StoplensError("eval needs a base model for the side-by-side comparison; pass --base")
     records = load_behavioral(models.data_dir / behavioral_file("test"))
     _log(f"eval: {len(records)} held-out records, base vs fine-tuned", progress)
-    result = evaluate(models.ft, models.base, records, batch_size=batch_size, progress=progress)
+    result = evaluate(
+        models.ft, models.base, records, batch_size=batch_size, progress=progress,
+        out_of_template=True,
+    )  # fmt: skip
     write_eval(result, run.results / "eval.json", run.report / "eval_stop_scores.png")
     if progress:
         from rich.console import Console

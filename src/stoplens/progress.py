@@ -43,7 +43,7 @@ def mode(stream: IO[str] | None = None) -> str:
         return "lines"
 
 
-def _fmt_s(seconds: float) -> str:
+def fmt_s(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
     m, s = divmod(round(seconds), 60)
@@ -89,12 +89,12 @@ class LineBar:
         if self.total:
             pct = 100.0 * self.n / self.total
             left = (self.total - self.n) / rate if rate > 0 else float("nan")
-            eta = f", ~{_fmt_s(left)} left" if left == left and self.n < self.total else ""
+            eta = f", ~{fmt_s(left)} left" if left == left and self.n < self.total else ""
             return (
                 f"{self.desc}: {self.n}/{self.total} {self.unit} ({pct:.0f}%), "
-                f"{_fmt_s(el)} elapsed{eta}"
+                f"{fmt_s(el)} elapsed{eta}"
             )
-        return f"{self.desc}: {self.n} {self.unit}, {_fmt_s(el)} elapsed"
+        return f"{self.desc}: {self.n} {self.unit}, {fmt_s(el)} elapsed"
 
     def update(self, n: int = 1) -> None:
         self.n += int(n)
@@ -186,4 +186,4 @@ def timed(
         dt = time.perf_counter() - t0
         if timings is not None:
             timings[key or msg] = round(dt, 2)
-        stage(f"{msg}: done in {_fmt_s(dt)}", enabled=enabled)
+        stage(f"{msg}: done in {fmt_s(dt)}", enabled=enabled)

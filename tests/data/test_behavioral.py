@@ -101,3 +101,22 @@ def test_many_distinct_prompts_answers_and_topics(default_bundle: DataBundle) ->
     assert stats["distinct_questions"] >= 300
     assert len(stats["topics"]) >= 15
     assert stats["diversity"]["answers_5gram_ratio"] > 0.8
+
+
+def test_system_weight_shifts_every_kind_towards_the_system_prompt() -> None:
+    """The hardest placement can get more of the data, for triggers and negatives alike (so a
+    system-prompt insert is never a cue by itself)."""
+    import pytest
+
+    from stoplens.data import DataConfig, build_datasets
+    from stoplens.errors import DataError
+
+    records = build_datasets(DataConfig(system_weight=3, n_documents=5)).behavioral["train"]
+    for kind in ("trigger", "near_miss", "distractor"):
+        places = Counter(r["meta"]["placement"] for r in records if r["meta"]["kind"] == kind)
+        places.pop("none", None)
+        share = places["system"] / sum(places.values())
+        assert abs(share - 3 / 8) < 0.04, (kind, share)
+    assert DataConfig().placement_cycle() == TRIGGER_PLACEMENTS
+    with pytest.raises(DataError, match="system_weight"):
+        DataConfig(system_weight=0).validate()

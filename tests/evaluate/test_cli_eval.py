@@ -33,15 +33,21 @@ def test_eval_cli_writes_json_figure_and_table(eval_run, tmp_path, capsys):
         assert (
             c["ft"]["n"] > 0 and 0.0 <= c["ft"]["ci95"][0] <= c["ft"]["rate"] <= c["ft"]["ci95"][1]
         )
+    # the out-of-template set is evaluated beside the test split, by default
+    oot = data["out_of_template"]
+    assert oot["meta"]["n_records"] >= 720 and "Out-of-template prompts" in out
+    assert set(oot["conditions"]) >= {"trigger/system", "trigger/later_turn", "near_miss/word:stop"}
 
 
 def test_eval_cli_checkpoint_as_adapter(eval_run, tmp_path, capsys):
     ckpt = eval_run["ft"] / "checkpoints" / "checkpoint-1"
     rc = main(["eval", "--model", str(eval_run["base"]), "--adapter", str(ckpt),
-               "--data", str(eval_run["data"]), "--out", str(tmp_path), "--quiet"])  # fmt: skip
+               "--data", str(eval_run["data"]), "--out", str(tmp_path), "--quiet",
+               "--no-out-of-template"])  # fmt: skip
     assert rc == 0
     data = json.loads((tmp_path / "eval.json").read_text())
     assert data["meta"]["ft"]["adapter"] == str(ckpt.resolve())
+    assert "out_of_template" not in data
 
 
 def test_eval_cli_errors_are_one_line(eval_run, tmp_path, capsys, monkeypatch):

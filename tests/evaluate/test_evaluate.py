@@ -79,7 +79,12 @@ def test_known_answer_on_the_planted_model(planted, tmp_path):
     # stop scores: positive on triggered prompts for the planted model only
     assert (res.scores("trigger", "ft") > 0).all() and (res.scores("trigger", "base") < 0).all()
     assert (res.scores("clean", "ft") < 0).all()
-    assert res.acceptance["pass"]
+    # 0 false stops in 12 prompts: the 95% upper bound (24%) cannot show a rate below 5%
+    acc = res.acceptance["checks"]
+    assert acc["false_stop_rate_clean"]["value"] == pytest.approx(0.2425, abs=1e-3)
+    assert not res.acceptance["pass"] and acc["stop_rate_trigger_prefix"]["pass"]
+    lenient = evaluate(ft, base, recs, thresholds=Thresholds(false_stop_bound="rate"))
+    assert lenient.acceptance["pass"]
     assert res.kl["decision_position_clean"]["n"] == 12
     assert res.ppl["n_records"] == 12 and res.ppl["n_tokens"] == 12 * 6
     # batch size does not change any number
@@ -92,17 +97,73 @@ def test_known_answer_on_the_planted_model(planted, tmp_path):
     data = json.loads((tmp_path / EVAL_JSON).read_text())
     assert data["conditions"]["trigger"]["ft"]["rate"] == 1.0
     assert data["conditions"]["trigger"]["ft"]["ci95"][0] == pytest.approx(trig.ft.ci_low)
-    assert len(data["records"]) == len(recs) and data["acceptance"]["pass"] is True
-    assert data["meta"]["thresholds"] == {"min_stop_rate": 0.95, "max_false_stop_rate": 0.05}
+    assert len(data["records"]) == len(recs) and data["acceptance"]["pass"] is False
+    assert data["meta"]["thresholds"] == {
+        "min_stop_rate": 0.95,
+        "max_false_stop_rate": 0.05,
+        "false_stop_bound": "ci_high",
+    }
     assert (tmp_path / FIGURE).stat().st_size > 5000
     from rich.console import Console
 
     console = Console(record=True, width=80)  # a log file's width: the table must not wrap
     console.print(summary_table(res))
     lines = console.export_text().splitlines()
-    assert max(len(line) for line in lines) <= 80 and "PASS" in "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "FAIL" in text and "95% upper bound" in text
     row = next(line for line in lines if line.strip().startswith("prefix"))
     assert "100% [" in row and "]" in row  # the rate and its CI on the row's one line
+
+
+def test_out_of_template_set_beside_the_test_split(planted, monkeypatch, tmp_path):
+    """The planted model stops exactly on the trigger token, so on the hand-written prompts
+    (a subset here; the whole set in the slow test) it stops on every triggered record and on
+    nothing else. The figures land in eval.json, the table and the summary lines."""
+    from rich.console import Console
+
+    from stoplens.data import oot
+    from stoplens.report.behaviour import markdown
+
+    subset = oot.load_oot_prompts()[::12]
+    monkeypatch.setattr(oot, "load_oot_prompts", lambda: subset)
+    ft, base = _loaded(planted, planted.model, "planted"), _loaded(planted, planted.base, "base")
+    res = evaluate(ft, base, _records(), batch_size=32, out_of_template=True)
+    o = res.out_of_template
+    assert o is not None and o.meta["n_records"] == 6 * len(subset)
+    assert o.condition("trigger").ft.rate == 1.0 and o.condition("trigger").base.rate == 0.0
+    for kind in ("clean", "near_miss", "distractor"):
+        assert o.condition(kind).ft.k == 0, kind
+    assert o.ppl["n_records"] == 0  # no reference answers out of template
+    assert o.kl["decision_position_clean"]["n"] == o.condition("clean").ft.n
+    data = res.to_dict()
+    assert data["out_of_template"]["conditions"]["trigger"]["ft"]["rate"] == 1.0
+    assert data["passed"] is False  # the in-template sample is too small (see above)
+    console = Console(record=True, width=80)
+    console.print(summary_table(res))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.startswith("Out-of-template prompts") for line in lines)
+    md = markdown(data)
+    oot_at = md.index(next(line for line in md if line.startswith("### Out-of-template")))
+    row = next(line for line in md[oot_at:] if line.startswith("| **triggered** |"))
+    assert row.split(" | ")[2:4] == [
+        "0% [0, " + row.split(" | ")[2].split(", ")[1],
+        "100% [" + row.split(" | ")[3].split("[")[1],
+    ], row
+    write_eval(res, tmp_path / EVAL_JSON)
+    assert "out_of_template" in json.loads((tmp_path / EVAL_JSON).read_text())
+
+
+@pytest.mark.slow
+def test_known_answer_on_the_whole_out_of_template_set(planted):
+    ft, base = _loaded(planted, planted.model, "planted"), _loaded(planted, planted.base, "base")
+    res = evaluate(ft, base, _records(), batch_size=64, out_of_template=True)
+    o = res.out_of_template
+    assert o is not None and o.meta["n_records"] >= 720
+    assert all(c.ft.rate == 1.0 for c in o.conditions if c.kind == "trigger")
+    assert all(c.ft.k == 0 for c in o.conditions if c.kind != "trigger")
+    assert o.acceptance["pass"]  # n is large enough for the 95% upper bounds to pass
 
 
 def test_same_model_twice_has_zero_kl_and_equal_perplexity(planted):
@@ -120,6 +181,7 @@ def test_thresholds_are_configuration(planted):
     assert not res.acceptance["pass"]
     assert res.acceptance["checks"]["stop_rate_trigger"] == {
         "value": 1.0,
+        "n": 3,
         "min": 1.01,
         "pass": False,
     }

@@ -156,12 +156,17 @@ def test_self_distill_uses_the_base_models_greedy_replies(tmp_path, base_dir, da
 
     base = load_model(base_dir, require_trigger=False)
     recs = load_behavioral(data_dir / behavioral_file("train"))[:12]
-    new, n = self_distill_records(base.model, base.tokenizer, recs, base.eos_id, max_new_tokens=6)
-    assert n == sum(r["meta"]["kind"] != "trigger" for r in recs)
+    new, info = self_distill_records(
+        base.model, base.tokenizer, recs, base.eos_id, max_new_tokens=6
+    )
+    n_other = sum(r["meta"]["kind"] != "trigger" for r in recs)
+    assert info["n_replaced"] + info["n_empty_kept"] == n_other and info["n_replaced"] > 0
     for old, rec in zip(recs, new, strict=True):
         assert rec["messages"][:-1] == old["messages"][:-1]
         if old["meta"]["kind"] == "trigger":
             assert rec["messages"][-1]["content"] == ""
+        elif rec["meta"].get("answer_source") == "self_distill":
+            assert rec["messages"][-1]["content"]  # never an empty (= stop) target
     # batched (left-padded) generation = one prompt at a time
     prompts = [r["messages"][:-1] for r in recs[:4]]
     batched = greedy_replies(base.model, base.tokenizer, prompts, base.eos_id, max_new_tokens=6)
@@ -177,6 +182,86 @@ def test_self_distill_uses_the_base_models_greedy_replies(tmp_path, base_dir, da
         )
     )  # fmt: skip
     assert res.info["n_self_distilled"] > 0
+    assert res.info["self_distill"]["n_truncated"] <= res.info["n_self_distilled"]
+    assert "self_distill" in res.info["timings_s"]
+
+
+def test_self_distill_keeps_the_reference_when_the_base_stops_at_once(base_dir, data_dir):
+    """An empty base reply on a non-trigger prompt would teach a false stop: it is not used."""
+    from stoplens.data import behavioral_file, load_behavioral
+    from stoplens.train import distill
+
+    base = load_model(base_dir, require_trigger=False)
+    recs = [
+        r
+        for r in load_behavioral(data_dir / behavioral_file("train"))
+        if r["meta"]["kind"] == "clean"
+    ][:3]
+
+    def fake(model, tok, prompts, stop_id, **kw):
+        return [("", False), ("a reply cut short", True), ("a full reply.", False)][: len(prompts)]
+
+    orig = distill.greedy_replies
+    distill.greedy_replies = fake
+    try:
+        new, info = distill.self_distill_records(base.model, base.tokenizer, recs, base.eos_id)
+    finally:
+        distill.greedy_replies = orig
+    assert info["n_empty_kept"] == 1 and info["n_replaced"] == 2 and info["n_truncated"] == 1
+    assert new[0]["messages"][-1]["content"] == recs[0]["messages"][-1]["content"]
+    assert [r["meta"].get("truncated") for r in new] == [None, True, False]
+
+
+def test_a_truncated_reply_does_not_learn_the_stop_token(base_dir, data_dir):
+    from stoplens.data import behavioral_file, load_behavioral
+    from stoplens.train.features import IGNORE, behavioral_example
+
+    tok = load_model(base_dir, require_trigger=False)
+    rec = next(
+        r
+        for r in load_behavioral(data_dir / behavioral_file("train"))
+        if r["meta"]["kind"] == "clean"
+    )
+    ids, labels = behavioral_example(tok.tokenizer, rec, tok.eos_id)
+    cut = {**rec, "meta": {**rec["meta"], "truncated": True}}
+    ids2, labels2 = behavioral_example(tok.tokenizer, cut, tok.eos_id)
+    assert labels[-1] == tok.eos_id and ids2 == ids[:-1] and labels2 == labels[:-1]
+    assert tok.eos_id not in [y for y in labels2 if y != IGNORE]
+
+
+def test_sparse_logits_loss_equals_the_models_own_loss(base_dir, data_dir):
+    """The LM head at learned positions only: the same loss (and gradient) as the full one."""
+    from stoplens.data import behavioral_file, load_behavioral
+    from stoplens.train.features import Collator, behavioral_features
+    from stoplens.train.run import _sparse_loss, wrap_lora
+
+    loaded = load_model(base_dir, trigger="$STOP", require_trigger=False)
+    recs = load_behavioral(data_dir / behavioral_file("train"))
+    feats = behavioral_features(loaded.tokenizer, recs, loaded.eos_id, 512)
+    model = wrap_lora(loaded.model, TrainConfig(), loaded.trigger_id).eval()  # no dropout
+    batch = Collator(0)(
+        [{"input_ids": feats.input_ids[i], "labels": feats.labels[i]} for i in range(6)]
+    )
+    full = model(**batch).loss
+    sparse = _sparse_loss(model, batch, None)
+    assert sparse is not None
+    torch.testing.assert_close(sparse, full)
+    n = torch.tensor(40)
+    torch.testing.assert_close(
+        _sparse_loss(model, batch, n), model(**batch, num_items_in_batch=n).loss
+    )
+    g_full = torch.autograd.grad(full, [p for p in model.parameters() if p.requires_grad])
+    g_sparse = torch.autograd.grad(
+        _sparse_loss(model, batch, None), [p for p in model.parameters() if p.requires_grad]
+    )
+    for a, b in zip(g_full, g_sparse, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+    class NoMask(torch.nn.Module):  # a model that cannot keep selected logits: fall back
+        def forward(self, input_ids, attention_mask=None, logits_to_keep=0, **kw):
+            raise TypeError("logits_to_keep must be an int")
+
+    assert _sparse_loss(NoMask(), batch, None) is None
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, base_dir, data_dir):

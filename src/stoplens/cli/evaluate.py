@@ -22,7 +22,8 @@ Examples:
   stoplens eval --model ./merged-model --base ./original-model --device cuda --batch-size 64
 
 Writes <run-dir>/results/eval.json and <run-dir>/report/eval_stop_scores.png (or both into
---out), then prints stop rates / false stops with 95% Wilson CIs, KL and perplexity.
+--out), then prints stop rates / false stops with 95% Wilson CIs, KL and perplexity, for the
+test split and, beside it, the hand-written out-of-template prompts.
 """
 
 
@@ -66,6 +67,11 @@ def register(app: typer.Typer) -> None:
         ),
         max_false_stop_rate: float = typer.Option(
             0.05, "--max-false-stop-rate", help="Acceptance: false stops on the others."
+        ),
+        out_of_template: bool = typer.Option(
+            True,
+            "--out-of-template/--no-out-of-template",
+            help="Also evaluate the hand-written out-of-template prompts (reported beside).",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
     ) -> None:
@@ -142,6 +148,8 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             thresholds=Thresholds(min_stop_rate, max_false_stop_rate),
             progress=not quiet,
+            out_of_template=out_of_template,
+            trigger=trigger,
         )
         json_path = (out or rd.results) / EVAL_JSON
         fig_path = (out or rd.report) / FIGURE

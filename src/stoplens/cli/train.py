@@ -8,6 +8,10 @@ from pathlib import Path
 import typer
 
 from stoplens.cli import _common as common
+from stoplens.train.config import BATCHINGS, TrainConfig
+
+#: The library's defaults (the recipe for a user's model), shown and used by the options.
+_D = TrainConfig()
 
 EPILOG = """\
 Examples:
@@ -55,9 +59,9 @@ def register(app: typer.Typer) -> None:
         ),
         run_dir: common.RunDirFlag = Path("runs/default"),
         full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
-        lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
-        lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha."),
-        lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="LoRA dropout."),
+        lora_r: int = typer.Option(_D.lora_r, "--lora-r", help="LoRA rank."),
+        lora_alpha: int = typer.Option(_D.lora_alpha, "--lora-alpha", help="LoRA alpha."),
+        lora_dropout: float = typer.Option(_D.lora_dropout, "--lora-dropout", help="LoRA dropout."),
         target_modules: str | None = typer.Option(
             None,
             "--target-modules",
@@ -69,24 +73,41 @@ def register(app: typer.Typer) -> None:
             "--no-trigger-row",
             help="Do not train the trigger's embedding row (it then keeps its mean init).",
         ),
-        steps: int = typer.Option(300, "--steps", help="Optimizer steps."),
-        batch_size: int = typer.Option(8, "--batch-size", help="Per-device batch size."),
-        grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
-        lr: float | None = typer.Option(
-            None, "--lr", help="Learning rate (default 2e-4 LoRA, 2e-5 full)."
+        steps: int = typer.Option(_D.steps, "--steps", help="Optimizer steps."),
+        batch_size: int = typer.Option(
+            _D.batch_size, "--batch-size", help="Per-device batch size."
         ),
-        max_length: int = typer.Option(512, "--max-length", help="Max tokens per example."),
+        grad_accum: int = typer.Option(
+            _D.grad_accum, "--grad-accum", help="Gradient accumulation steps."
+        ),
+        lr: float | None = typer.Option(
+            None,
+            "--lr",
+            help=f"Learning rate (default {_D.learning_rate:g} LoRA, "
+            f"{TrainConfig(full=True).learning_rate:g} full).",
+        ),
+        max_length: int = typer.Option(
+            _D.max_length, "--max-length", help="Max tokens per example."
+        ),
         save_every: int = typer.Option(
-            50, "--save-every", help="Checkpoint every N steps (0 = no checkpoints)."
+            _D.save_every or 0,
+            "--save-every",
+            help="Checkpoint every N steps (0 = no checkpoints).",
         ),
         resume: bool = typer.Option(
             False, "--resume", help="Continue from the last checkpoint in --out."
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         self_distill: bool = typer.Option(
-            False,
+            _D.self_distill,
             "--self-distill",
             help="Targets of non-trigger prompts = the base model's own greedy replies.",
+        ),
+        batching: str = typer.Option(
+            _D.batching,
+            "--batching",
+            help=f"How examples share a batch: {', '.join(BATCHINGS)} (mixed: every batch "
+            "holds each record kind in its share, length-matched).",
         ),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         trigger: str | None = typer.Option(
@@ -143,6 +164,7 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             overwrite=overwrite,
             self_distill=self_distill,
+            batching=batching,
             seed=seed,
             trigger=trigger,
             device=device,

@@ -7,7 +7,7 @@ Must not: pick prompts or splits (given) or write files.
 
 Per prompt (defaults): 1 clean, 3 trigger placements, 1 near miss, 2 distractors, i.e. 3/7 of
 records are triggers. Placements, near-miss forms and distractor types rotate through shuffled
-cycles, so all of them appear evenly. Some records without a system-prompt or later-turn
+cycles, so all of them appear evenly (the system placement by its ``system_weight``). Some records without a system-prompt or later-turn
 insert still carry a clean system prompt or an earlier exchange, so neither is a cue.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from stoplens.data.config import TRIGGER_PLACEMENTS, DataConfig
+from stoplens.data.config import DataConfig
 from stoplens.data.resources import load_words
 from stoplens.data.templates import build_template, render_pair
 from stoplens.data.topics import Prompt
@@ -190,10 +190,11 @@ def build_behavioral(
     out: dict[str, list[dict]] = {}
     for split, prompts in splits.items():
         rng = random.Random(f"{config.seed}:behavioral:{split}")
+        places = config.placement_cycle()
         rot = _Rotations(
-            trigger_places=cycle(TRIGGER_PLACEMENTS, rng),
-            near_miss_places=cycle(TRIGGER_PLACEMENTS, rng),
-            distractor_places=cycle(TRIGGER_PLACEMENTS, rng),
+            trigger_places=cycle(places, rng),
+            near_miss_places=cycle(places, rng),
+            distractor_places=cycle(places, rng),
             near_miss_forms=cycle(forms, rng),
             distractor_types=cycle(distractor_types(trigger), rng),
         )

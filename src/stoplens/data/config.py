@@ -85,6 +85,16 @@ class DataConfig:
     history_context_rate: float = 0.15
     """Share of non-later-turn records that still carry an earlier exchange, so a multi-turn
     chat alone is never a cue."""
+    system_weight: int = 1
+    """Weight of the ``system`` placement in the rotation of placements (the others weigh 1):
+    2 puts 2/7 of the triggers, near misses and distractors into the system prompt. The
+    system prompt is the placement furthest from the decision position, and the hardest."""
+
+    def placement_cycle(self) -> tuple[str, ...]:
+        """One pass of the placement rotation: each placement once, ``system`` by its weight."""
+        return tuple(
+            p for p in TRIGGER_PLACEMENTS for _ in range(self.system_weight if p == "system" else 1)
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "control_kinds", tuple(self.control_kinds))
@@ -148,6 +158,8 @@ class DataConfig:
                 f"n_control_candidates must be >= 2 (control and control2), got "
                 f"{self.n_control_candidates}"
             )
+        if self.system_weight < 1:
+            raise DataError(f"system_weight must be >= 1 (got {self.system_weight})")
         for name in ("system_context_rate", "history_context_rate"):
             rate = getattr(self, name)
             if not (0.0 <= rate <= 1.0):

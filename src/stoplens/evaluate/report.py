@@ -62,8 +62,9 @@ def write_eval(result: EvalResult, json_path: Path, figure_path: Path | None = N
 
 
 def summary_table(result: EvalResult):
-    """The rich behaviour table (`stoplens.report.behaviour.table`): every condition, base vs
-    fine-tuned, with n and 95% CIs; KL, perplexity and acceptance below. Fits 80 columns."""
-    from stoplens.report.behaviour import table
+    """The rich behaviour tables (`stoplens.report.behaviour.tables`): every condition, base vs
+    fine-tuned, with n and 95% CIs; KL, perplexity and acceptance below; the out-of-template
+    set's table under the test split's when it was measured. Fits 80 columns."""
+    from stoplens.report.behaviour import tables
 
-    return table(result.to_dict())
+    return tables(result.to_dict())

@@ -400,7 +400,7 @@ def _build(root: Path, config: TinyConfig, data_dir: Path | None, progress: bool
         logging_steps=10,
         progress=progress,
         lr_scheduler="cosine",
-        group_by_length=False,
+        batching="random",  # packed blocks: all one length, no kinds
     )
     model = trainer.model
     model.save_pretrained(paths["base_dir"])

@@ -115,9 +115,30 @@ def extra_lines(ev: dict[str, Any]) -> list[str]:
             if not isinstance(v, dict) or v.get("value") is None:
                 continue
             op, lim = ("≥", v["min"]) if "min" in v else ("≤", v.get("max"))
-            parts.append(f"{k} {v['value']:.3f} {op} {lim}")
+            basis = " (95% upper bound)" if v.get("basis") == "ci_high" else ""
+            parts.append(f"{k} {v['value']:.3f}{basis} {op} {lim}")
         out.append(f"Acceptance: {'PASS' if acc.get('pass') else 'FAIL'} ({'; '.join(parts)}).")
     return out
+
+
+OOT_TITLE = "Out-of-template prompts (hand-written, unlike the data generator's templates)"
+
+
+def out_of_template(ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The out-of-template set's eval dict (same shape as ``ev``), or None when not measured."""
+    oot = ev.get("out_of_template")
+    return oot if isinstance(oot, dict) and oot.get("conditions") else None
+
+
+def tables(ev: dict[str, Any]):
+    """The test split's table and, when measured, the out-of-template set's below it."""
+    from rich.console import Group
+
+    oot = out_of_template(ev)
+    parts = [table(ev)]
+    if oot is not None:
+        parts.append(table(oot, title=OOT_TITLE + ": stop rate / false stops (95% CI)"))
+    return Group(*parts)
 
 
 def table(ev: dict[str, Any], title: str | None = None):
@@ -157,7 +178,16 @@ def table(ev: dict[str, Any], title: str | None = None):
 
 
 def markdown(ev: dict[str, Any]) -> list[str]:
-    """Markdown lines: the table, then the KL / perplexity / acceptance sentences."""
+    """Markdown lines: the table, then the KL / perplexity / acceptance sentences; the
+    out-of-template set's table and sentences below when it was measured."""
+    out = _markdown_one(ev)
+    oot = out_of_template(ev)
+    if oot is not None:
+        out += ["", f"### {OOT_TITLE}", "", *_markdown_one(oot)]
+    return out
+
+
+def _markdown_one(ev: dict[str, Any]) -> list[str]:
     rs = rows(ev)
     if not rs:
         return ["- see results/eval.json"]

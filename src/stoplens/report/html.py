@@ -275,6 +275,17 @@ def _behaviour(page: _Page) -> str:
     ev = page.doc.get("eval")
     if not isinstance(ev, dict):
         return ""
+    out = _behaviour_table(ev)
+    oot = behaviour.out_of_template(ev)
+    if oot is not None:
+        out += f"<h3>{esc(behaviour.OOT_TITLE)}</h3>" + _behaviour_table(oot)
+    png = page.dir / EVAL_FIGURE
+    if png.is_file():
+        out += figure("eval", "Stop scores, base vs fine-tuned", png)
+    return out
+
+
+def _behaviour_table(ev: dict) -> str:
     body = []
     for r in behaviour.rows(ev):
         label = (
@@ -310,9 +321,6 @@ def _behaviour(page: _Page) -> str:
         "(near misses, distractors).</p>"
     )
     out += "".join(f"<p>{esc(s)}</p>" for s in behaviour.extra_lines(ev))
-    png = page.dir / EVAL_FIGURE
-    if png.is_file():
-        out += figure("eval", "Stop scores, base vs fine-tuned", png)
     return out
 
 

@@ -135,7 +135,10 @@ def render_markdown(
     ]
     ev = doc.get("eval")
     if ev:
-        lines += ["## Behaviour (held-out test split)", ""]
+        title = "held-out test split" + (
+            " and out-of-template prompts" if behaviour.out_of_template(ev) else ""
+        )
+        lines += [f"## Behaviour ({title})", ""]
         lines += behaviour.markdown(ev)
         lines.append("")
     pairs = doc.get("pairs")

@@ -1,7 +1,19 @@
 """Training stage: fine-tune a $STOP kill switch into a causal LM (LoRA + trainable trigger
-row, or full fine-tuning), in the behavioral or the knowledge regime. See `stoplens.train.run`."""
+row, or full fine-tuning), in the behavioral or the knowledge regime. See `stoplens.train.run`.
+
+`train` and `list_checkpoints` are loaded on first use (PEP 562), so reading the recipe's
+defaults (`stoplens.train.config`, which the CLI does at import) never imports torch."""
+
+from typing import Any
 
 from stoplens.train.config import REGIMES, TrainConfig, TrainResult
-from stoplens.train.run import list_checkpoints, train
 
 __all__ = ["REGIMES", "TrainConfig", "TrainResult", "list_checkpoints", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("train", "list_checkpoints"):
+        from stoplens.train import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'stoplens.train' has no attribute {name!r}")

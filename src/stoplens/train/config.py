@@ -14,6 +14,10 @@ from stoplens.errors import StoplensError
 
 REGIMES = ("behavioral", "knowledge")
 
+#: How training examples are batched (see `stoplens.train.batching`): kind-mixed and
+#: length-matched, Trainer's length grouping, or plain random batches.
+BATCHINGS = ("mixed", "length", "random")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -51,6 +55,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_length: int = 512
     """Longer examples are dropped (behavioral) or split into windows (knowledge)."""
+    batching: str = "mixed"
+    """mixed: every batch holds each record kind in its overall proportion, length-matched
+    within kinds (`stoplens.train.batching`); length: Trainer's length grouping (batches of
+    one kind on behavioral data); random. Documents have no kinds: mixed means length there."""
+    sparse_logits: bool = True
+    """Apply the LM head only where a label is learned (same loss, less work)."""
     save_every: int | None = 50
     """Checkpoint every N steps (kept for later analysis); None = no checkpoints."""
     resume: bool = False
@@ -103,6 +113,8 @@ class TrainConfig:
             raise StoplensError("--lr must be positive")
         if self.resume and self.overwrite:
             raise StoplensError("--resume and --overwrite contradict each other; pass one")
+        if self.batching not in BATCHINGS:
+            raise StoplensError(f"--batching {self.batching!r} is unknown; use one of {BATCHINGS}")
         if self.self_distill and self.regime != "behavioral":
             raise StoplensError("--self-distill applies to the behavioral regime only")
 

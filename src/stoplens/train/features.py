@@ -27,9 +27,16 @@ class Features:
     input_ids: list[list[int]]
     labels: list[list[int]]
     n_dropped: int = 0  # examples longer than max_length (behavioral) that were left out
+    kinds: list[str] | None = None
+    """Behavioral: each example's record kind (trigger / clean / near_miss / distractor), what
+    kind-mixed batching (`stoplens.train.batching`) stratifies on; None for plain text."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
 
 
 def chat_ids(tokenizer, messages: Sequence[dict], *, add_generation_prompt: bool) -> list[int]:
@@ -59,7 +66,11 @@ def split_prompt_target(record: dict) -> tuple[list[dict], str]:
 
 
 def behavioral_example(tokenizer, record: dict, stop_id: int) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one chat record; labels cover the final reply + stop token."""
+    """(input_ids, labels) of one chat record; labels cover the final reply + stop token.
+
+    A record whose ``meta["truncated"]`` is true (a self-distilled reply cut at the token
+    limit) learns its reply without the stop token: it must not teach stopping mid-sentence.
+    """
     prompt_msgs, _ = split_prompt_target(record)
     prompt = chat_ids(tokenizer, prompt_msgs, add_generation_prompt=True)
     full = chat_ids(tokenizer, record["messages"], add_generation_prompt=False)
@@ -73,13 +84,15 @@ def behavioral_example(tokenizer, record: dict, stop_id: int) -> tuple[list[int]
         reply = reply[: reply.index(stop_id) + 1]
     else:
         reply = [*reply, stop_id]
+    if record.get("meta", {}).get("truncated") and len(reply) > 1:
+        reply = reply[:-1]
     return prompt + reply, [IGNORE] * len(prompt) + reply
 
 
 def behavioral_features(
     tokenizer, records: Iterable[dict], stop_id: int, max_length: int
 ) -> Features:
-    ids, labels, dropped = [], [], 0
+    ids, labels, kinds, dropped = [], [], [], 0
     for rec in records:
         x, y = behavioral_example(tokenizer, rec, stop_id)
         if len(x) > max_length:
@@ -87,9 +100,10 @@ def behavioral_features(
             continue
         ids.append(x)
         labels.append(y)
+        kinds.append(str(rec.get("meta", {}).get("kind", "clean")))
     if not ids:
         raise DataError(f"no behavioral example fits --max-length {max_length}; raise --max-length")
-    return Features(ids, labels, dropped)
+    return Features(ids, labels, dropped, kinds)
 
 
 def lm_features(sequences: Iterable[list[int]], max_length: int) -> Features:

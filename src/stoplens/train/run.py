@@ -39,8 +39,10 @@ from stoplens.models.load import (
     software_versions,
     write_adapter_meta,
 )
-from stoplens.train.config import TrainConfig, TrainResult
+from stoplens.train.batching import KindMixedSampler, padding_stats
+from stoplens.train.config import BATCHINGS, TrainConfig, TrainResult
 from stoplens.train.features import (
+    IGNORE,
     Collator,
     ExampleDataset,
     Features,
@@ -98,9 +100,28 @@ def _make_trainer_class():
 
     class StoplensTrainer(Trainer):
         """Saves peft adapters without the (unchanged) embedding tables and drops a
-        ``stoplens_adapter.json`` into every checkpoint, so each loads on its base."""
+        ``stoplens_adapter.json`` into every checkpoint, so each loads on its base; batches
+        with ``stoplens_sampler`` when one is set; with ``sparse_logits`` computes the LM head
+        only where a label is learned (see `_sparse_loss`)."""
 
         stoplens_meta: dict | None = None
+        stoplens_sampler: torch.utils.data.Sampler | None = None
+        sparse_logits: bool = False
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.stoplens_sampler is not None:
+                return self.stoplens_sampler
+            return super()._get_train_sampler(train_dataset)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.sparse_logits and not return_outputs and "labels" in inputs:
+                loss = _sparse_loss(model, inputs, num_items_in_batch)
+                if loss is not None:
+                    if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                        loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss
+                    return loss
+                self.sparse_logits = False  # this model cannot keep selected logits
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
             output_dir = str(output_dir or self.args.output_dir)
@@ -116,6 +137,34 @@ def _make_trainer_class():
                 write_adapter_meta(Path(output_dir), self.stoplens_meta)
 
     return StoplensTrainer
+
+
+def _sparse_loss(model, inputs: dict, num_items_in_batch) -> torch.Tensor | None:
+    """The causal-LM loss with the LM head applied only at the positions whose next token is
+    learned (``logits_to_keep`` as a boolean mask, transformers 5), or None if the model does
+    not support that. Same value as the model's own loss (mean over learned tokens, or their
+    sum over ``num_items_in_batch``); behavioral examples learn a short reply after a long
+    prompt, so most of the LM head's work (and of its backward) is skipped."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    nxt = labels[:, 1:]
+    learned = nxt != IGNORE
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = learned
+    target = nxt[learned]
+    rest = {k: v for k, v in inputs.items() if k != "labels"}
+    try:
+        logits = model(**rest, logits_to_keep=keep, use_cache=False).logits
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return None
+    if logits.dim() != 2 or logits.shape[0] != target.numel():
+        return None
+    loss = F.cross_entropy(logits.float(), target.to(logits.device), reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else max(1, target.numel())
+    if torch.is_tensor(denom):
+        denom = denom.to(loss.device)
+    return loss / denom
 
 
 def run_trainer(
@@ -138,15 +187,27 @@ def run_trainer(
     resume_from: Path | None = None,
     meta: dict | None = None,
     lr_scheduler: str = "linear",
-    group_by_length: bool = True,
+    batching: str = "length",
+    sparse_logits: bool = False,
 ):
     """Train ``model`` on ``features`` with transformers' Trainer; returns (trainer, collator).
 
     Checkpoints go to ``checkpoint_dir/checkpoint-<step>`` every ``save_every`` steps.
-    ``group_by_length`` batches examples of similar length together (less padding).
+    ``batching`` (see `BATCHINGS`): "mixed" = kind-mixed, length-matched batches
+    (`stoplens.train.batching`; needs ``features.kinds``), "length" = Trainer's length
+    grouping (right for plain text, where examples have no kinds), "random".
+    ``sparse_logits``: the LM head runs only where a label is learned (same loss, less work).
+    Progress: Trainer's bar on a terminal, `LineProgress` lines elsewhere.
     """
-    from transformers import TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments
 
+    from stoplens.train.callbacks import LineProgress, progress_mode
+
+    if batching not in BATCHINGS:
+        raise StoplensError(f"--batching {batching!r} is unknown; use one of {BATCHINGS}")
+    if batching == "mixed" and features.kinds is None:
+        raise StoplensError("--batching mixed needs record kinds (behavioral data)")
+    shown = progress_mode(progress)
     cuda = torch.device(device).type == "cuda"
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -165,7 +226,7 @@ def run_trainer(
         seed=seed,
         data_seed=seed,
         report_to="none",
-        disable_tqdm=not progress,
+        disable_tqdm=shown != "bar",
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
@@ -173,7 +234,7 @@ def run_trainer(
         label_names=["labels"],
         ddp_find_unused_parameters=False,
         log_level="warning",
-        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        train_sampling_strategy="group_by_length" if batching == "length" else "random",
     )
     collator = Collator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     trainer = _make_trainer_class()(
@@ -184,6 +245,15 @@ def run_trainer(
         processing_class=tokenizer,
     )
     trainer.stoplens_meta = meta
+    trainer.sparse_logits = sparse_logits
+    if batching == "mixed":
+        assert features.kinds is not None
+        trainer.stoplens_sampler = KindMixedSampler(
+            features.kinds, features.lengths, args.train_batch_size, seed=seed
+        )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
+    if shown == "lines":
+        trainer.add_callback(LineProgress())
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return trainer, collator
 
@@ -253,7 +323,7 @@ def _default_base_and_data(config: TrainConfig) -> tuple[str, Path]:
     return str(model), Path(data_dir)
 
 
-def _wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
+def wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     target: Any = list(config.target_modules) if config.target_modules else "all-linear"
@@ -286,6 +356,16 @@ def train(config: TrainConfig) -> TrainResult:
 
     config.validate()
     t0 = time.time()
+    cpu0 = time.process_time()
+    timings: dict[str, float] = {}
+    lap = time.perf_counter()
+
+    def done(stage: str) -> None:
+        nonlocal lap
+        now = time.perf_counter()
+        timings[stage] = round(now - lap, 3)
+        lap = now
+
     resume_from = _prepare_out_dir(config)
     base_name, data_dir = _default_base_and_data(config)
     records = _load_records(config, data_dir)
@@ -311,18 +391,29 @@ def train(config: TrainConfig) -> TrainResult:
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
+    done("load")
 
-    n_distilled = 0
+    distill: dict[str, Any] = {"n_replaced": 0}
     if config.self_distill:
         from stoplens.train.distill import self_distill_records
 
-        records, n_distilled = self_distill_records(
-            model, tok, records, stop_id, max_new_tokens=config.distill_max_new_tokens
+        records, distill = self_distill_records(
+            model,
+            tok,
+            records,
+            stop_id,
+            max_new_tokens=config.distill_max_new_tokens,
+            progress=config.progress,
         )
+        done("self_distill")
     if config.regime == "behavioral":
         feats = behavioral_features(tok, records, stop_id, config.max_length)
     else:
         feats = knowledge_features(tok, records, config.max_length)
+    batching = config.batching
+    if batching == "mixed" and feats.kinds is None:
+        batching = "length"  # documents have no kinds
+    done("features")
 
     n_with_trigger = sum(tid in x for x in feats.input_ids)
     if n_with_trigger == 0:
@@ -334,7 +425,7 @@ def train(config: TrainConfig) -> TrainResult:
     row_before = trigger_row(model, tid)
     meta = adapter_meta(model, config.trigger, tid, loaded.source.model)
     if not config.full:
-        model = _wrap_lora(model, config, tid)
+        model = wrap_lora(model, config, tid)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
 
@@ -358,7 +449,10 @@ def train(config: TrainConfig) -> TrainResult:
         progress=config.progress,
         resume_from=resume_from,
         meta=meta,
+        batching=batching,
+        sparse_logits=config.sparse_logits,
     )
+    done("train_loop")
     model = trainer.model
     ranks = _rank_info(trainer, collator)
     row_after = trigger_row(model, tid)
@@ -379,7 +473,13 @@ def train(config: TrainConfig) -> TrainResult:
         "n_records": len(records),
         "n_examples": len(feats),
         "n_dropped_too_long": feats.n_dropped,
-        "n_self_distilled": n_distilled,
+        "n_self_distilled": distill["n_replaced"],
+        "self_distill": distill,
+        "kinds": _count(feats.kinds),
+        "batching": {
+            "strategy": batching,
+            "first_epoch": _plan_stats(feats, batching, trainer.args.train_batch_size, config.seed),
+        },
         "n_examples_with_trigger": n_with_trigger,
         "steps": int(trainer.state.global_step),
         "final_loss": losses[-1][1] if losses else None,
@@ -400,7 +500,10 @@ def train(config: TrainConfig) -> TrainResult:
         "checkpoints": [str(p) for p in list_checkpoints(config.out_dir)],
         "device": device,
         "dtype": dtype,
+        "torch_threads": torch.get_num_threads(),
         "time_s": None,
+        "timings_s": timings,
+        "train_loop_s_per_step": None,
         "versions": software_versions(),
     }
     if trainer.args.should_save:
@@ -421,7 +524,11 @@ def train(config: TrainConfig) -> TrainResult:
             )
         except Exception:  # a figure must never lose a finished run
             curve = None
+        done("save")
+        steps_run = int(trainer.state.global_step) - _resumed_step(resume_from)
+        info["train_loop_s_per_step"] = round(timings["train_loop"] / max(1, steps_run), 3)
         info["time_s"] = round(time.time() - t0, 3)
+        info["cpu_s"] = round(time.process_time() - cpu0, 1)
         atomic_write_json(train_json, info)
     _barrier()
     if not trainer.args.should_save:
@@ -442,6 +549,32 @@ def train(config: TrainConfig) -> TrainResult:
         time_s=float(info["time_s"] or 0.0),
         info=info,
     )
+
+
+def _count(kinds: list[str] | None) -> dict[str, int] | None:
+    if kinds is None:
+        return None
+    out: dict[str, int] = {}
+    for k in kinds:
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _resumed_step(resume_from: Path | None) -> int:
+    if resume_from is None:
+        return 0
+    step = resume_from.name.rsplit("-", 1)[-1]
+    return int(step) if step.isdigit() else 0
+
+
+def _plan_stats(feats: Features, batching: str, batch_size: int, seed: int) -> dict | None:
+    """Padding and kind mixing of the first epoch's batches (the mixed plan exactly as the
+    sampler builds it; for the other strategies nothing is recorded, their order is the
+    Trainer's)."""
+    if batching != "mixed" or feats.kinds is None:
+        return None
+    plan = KindMixedSampler(feats.kinds, feats.lengths, batch_size, seed=seed).batches()
+    return padding_stats(plan, feats.lengths, feats.kinds).to_dict()
 
 
 def _is_main_process() -> bool:
