@@ -634,25 +634,32 @@ def versions() -> dict[str, str]:
     return out
 
 
+def ensure_data(cfg: RunConfig, run: RunDir, trigger: str) -> None:
+    """The run's datasets with ``trigger``: generated (seed ``cfg.seed``) unless present;
+    a dataset made for another trigger is an error."""
+    from stoplens.data import DataConfig, build_datasets, write_datasets
+
+    if not (run.data / "manifest.json").is_file() or cfg.overwrite:
+        _log("data: generating datasets", cfg.options.progress)
+        write_datasets(
+            build_datasets(DataConfig(seed=cfg.seed, trigger=trigger)),
+            run.data,
+            overwrite=cfg.overwrite,
+        )
+    check_data_trigger(run.data, trigger)
+
+
 def prepare_user_models(cfg: RunConfig, run: RunDir, spec: ModelSpec | None = None) -> ModelSpec:
     """For `run --model BASE`: write the data and fine-tune BASE in each regime (the
     resulting adapters are what gets analysed). ``spec``: the resolved model spec (default:
     ``cfg.spec`` resolved here)."""
-    from stoplens.data import DataConfig, build_datasets, write_datasets
     from stoplens.train import TrainConfig, train
 
     progress = cfg.options.progress
     if spec is None:
         spec = resolve_spec(cfg.spec, train=True, progress=progress)
     assert spec.trigger is not None and spec.model is not None
-    if not (run.data / "manifest.json").is_file() or cfg.overwrite:
-        _log("data: generating datasets", progress)
-        write_datasets(
-            build_datasets(DataConfig(seed=cfg.seed, trigger=spec.trigger)),
-            run.data,
-            overwrite=cfg.overwrite,
-        )
-    check_data_trigger(run.data, spec.trigger)
+    ensure_data(cfg, run, spec.trigger)
     adapters = {}
     for regime in cfg.regimes:
         out = run.model_dir(regime)
@@ -698,6 +705,9 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     timings["resolve"] = time.perf_counter() - t0
     if train:
         spec = prepare_user_models(cfg, run, spec)
+    elif not spec.embedded:  # a given adapter or fine-tuned model: still the run's own data
+        assert spec.trigger is not None
+        ensure_data(cfg, run, spec.trigger)
     models = load_models(spec, run, progress=opts.progress)
     if spec.embedded and not (run.data / "manifest.json").is_file():
         from stoplens.io import atomic_dir
