@@ -82,8 +82,14 @@ def register(app: typer.Typer) -> None:
 
         from stoplens.data import behavioral_file, load_behavioral
         from stoplens.errors import StoplensError
-        from stoplens.evaluate import EVAL_JSON, FIGURE, Thresholds, evaluate, summary_table
-        from stoplens.evaluate.report import write_eval
+        from stoplens.evaluate import (
+            EVAL_JSON,
+            FIGURE,
+            AcceptanceThresholds,
+            evaluate,
+            summary_table,
+        )
+        from stoplens.evaluate.outputs import write_eval
         from stoplens.models.load import load_model
         from stoplens.pipeline import check_data_trigger, resolve_spec
         from stoplens.rundir import RunDir
@@ -146,7 +152,7 @@ def register(app: typer.Typer) -> None:
             base_loaded,
             records,
             batch_size=batch_size,
-            thresholds=Thresholds(min_stop_rate, max_false_stop_rate),
+            thresholds=AcceptanceThresholds(min_stop_rate, max_false_stop_rate),
             progress=not quiet,
             out_of_template=out_of_template,
             trigger=trigger,

@@ -18,7 +18,7 @@ def run_eval(models: Models, run: RunDir, *, batch_size: int = 32, progress: boo
     results/eval.json and its figure."""
     from stoplens.data import behavioral_file, load_behavioral
     from stoplens.evaluate import evaluate
-    from stoplens.evaluate.report import write_eval
+    from stoplens.evaluate.outputs import write_eval
 
     if models.base is None:
         raise StoplensError("eval needs a base model for the side-by-side comparison; pass --base")

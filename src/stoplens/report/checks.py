@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from stoplens.report.verdicts import Check, Thresholds, Verdicts, fmt
+from stoplens.report.verdicts import Check, Verdicts, VerdictThresholds, fmt
 
 FIXED = "fixed-token null"
 CTRL = "control-vs-control null"
@@ -90,7 +90,7 @@ def judged_layer(results: dict[str, Any]) -> int | None:
 # --- behaviour and specificity ---------------------------------------------------------------
 
 
-def behaviour_check(spec, th: Thresholds) -> Check:
+def behaviour_check(spec, th: VerdictThresholds) -> Check:
     t = spec.triggered
     return Check(
         "behaviour",
@@ -110,7 +110,7 @@ def behaviour_check(spec, th: Thresholds) -> Check:
     )
 
 
-def specific_check(spec, th: Thresholds) -> Check:
+def specific_check(spec, th: VerdictThresholds) -> Check:
     rows = {**spec.substitutes, "control": spec.control}
     kind, worst = max(rows.items(), key=lambda kv: (kv[1].value, kv[1].hi))
     detail = ", ".join(f"{k} {fmt(v.value)} (≤ {fmt(v.hi)})" for k, v in rows.items())
@@ -186,7 +186,7 @@ def layerwise_checks(lw, layer: int | None) -> list[Check]:
 # --- analysis 2: low rank -------------------------------------------------------------------
 
 
-def lowrank_checks(lr, layer: int, th: Thresholds) -> list[Check]:
+def lowrank_checks(lr, layer: int, th: VerdictThresholds) -> list[Check]:
     if layer not in lr.layers:
         return []
     i = lr.layers.index(layer)
@@ -749,7 +749,7 @@ def components_checks(suite) -> list[Check]:
 
 
 def build_verdicts(
-    results: dict[str, Any], th: Thresholds, previous: list[Check] | None = None
+    results: dict[str, Any], th: VerdictThresholds, previous: list[Check] | None = None
 ) -> Verdicts:
     """The checklist and headline from measured numbers. ``previous``: checks judged earlier in
     the same run directory (``analyze --only``) that this call does not recompute; they are

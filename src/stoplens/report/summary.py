@@ -22,7 +22,7 @@ from stoplens.report import behaviour, plots
 from stoplens.report import components as report_components
 from stoplens.report.checks import build_verdicts, judged_layer
 from stoplens.report.html import write_html
-from stoplens.report.verdicts import TIERS, Check, Thresholds, Verdicts, fmt, render_check
+from stoplens.report.verdicts import TIERS, Check, Verdicts, VerdictThresholds, fmt, render_check
 from stoplens.rundir import RunDir
 
 FIGURES = {
@@ -210,8 +210,8 @@ def _check_from_dict(d: dict[str, Any]) -> Check:
 def verdicts_from_doc(doc: dict[str, Any]) -> Verdicts:
     """The `Verdicts` stored in a results.json document (nothing is recomputed)."""
     v = doc.get("verdicts") or {}
-    known = {f.name for f in fields(Thresholds)}
-    th = Thresholds(**{k: x for k, x in (v.get("thresholds") or {}).items() if k in known})
+    known = {f.name for f in fields(VerdictThresholds)}
+    th = VerdictThresholds(**{k: x for k, x in (v.get("thresholds") or {}).items() if k in known})
     return Verdicts([_check_from_dict(c) for c in v.get("checks") or []], th)
 
 
@@ -221,13 +221,13 @@ def write_report(
     *,
     eval_result=None,
     meta: dict[str, Any] | None = None,
-    thresholds: Thresholds | None = None,
+    thresholds: VerdictThresholds | None = None,
     progress: bool = True,
     merge: bool = False,
 ) -> Path:
     """Figures, results.json, ANALYSIS_SUMMARY.md and report.html into ``run.report``. With ``merge``,
     sections already in results.json that this call did not recompute are kept."""
-    th = thresholds or Thresholds()
+    th = thresholds or VerdictThresholds()
     run.report.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {}
     if merge and run.results_json.is_file():
