@@ -12,10 +12,10 @@ from typing import Any
 from stoplens.report.checks.causal_claims import behaviour_check, causal_checks, specific_check
 from stoplens.report.checks.component_lines import components_checks
 from stoplens.report.checks.layer_choice import judged_layer
+from stoplens.report.checks.lens_claims import lens_checks
 from stoplens.report.checks.representation import (
     did_check,
     layerwise_checks,
-    lens_checks,
     lowrank_checks,
 )
 from stoplens.report.verdicts import Check, Verdicts, VerdictThresholds
