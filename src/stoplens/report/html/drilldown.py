@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stoplens.report.html_parts import MAX_ROWS, esc, generic, num, table
+from stoplens.report.html.parts import MAX_ROWS, esc, generic, num, table
 
 
 def _tok(text: str) -> str:
