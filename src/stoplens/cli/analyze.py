@@ -1,4 +1,8 @@
-"""`stoplens analyze`: the four analyses on any supported model."""
+"""`stoplens analyze`: the four analyses on any supported model.
+
+Owns: the command's options. Must not: compute (the work is
+`stoplens.pipeline.analyze_only`).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """`stoplens eval`: load the fine-tuned model and its base, run `stoplens.evaluate.evaluate` on
-the held-out split, write eval.json + the stop-score figure, print the summary table."""
+the held-out split, write eval.json + the stop-score figure, print the summary table.
+
+Owns: the command's options, which models it loads, where it writes. Must not:
+compute a metric (that is `stoplens.evaluate`).
+"""
 
 from __future__ import annotations
 

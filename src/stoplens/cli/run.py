@@ -1,4 +1,8 @@
-"""`stoplens run`: the whole pipeline (data -> train -> eval -> analyses -> causal -> report)."""
+"""`stoplens run`: the whole pipeline (data -> train -> eval -> analyses -> causal -> report).
+
+Owns: the command's options and the verdict lines it prints. Must not: run a stage
+itself (that is `stoplens.pipeline.run_pipeline`).
+"""
 
 from __future__ import annotations
 
