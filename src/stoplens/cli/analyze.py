@@ -77,16 +77,10 @@ def register(app: typer.Typer) -> None:
         from stoplens.rundir import RunDir
 
         spec = common.model_spec(
-            model=model,
-            adapter=adapter,
-            base=base,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            trigger=trigger,
+            model=model, adapter=adapter, base=base, device=device, dtype=dtype,
+            device_map=device_map, trust_remote_code=trust_remote_code, trigger=trigger,
             inference=inference,
-        )
+        )  # fmt: skip
         opts = common.analyze_options(
             control_kind, batch_size, seed, quiet, only=only, layers=layers, n_pairs=n_pairs
         )
