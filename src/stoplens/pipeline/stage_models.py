@@ -71,7 +71,9 @@ def load_base_with_trigger(
 
 
 def checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
-    """(step, loader) for every complete checkpoint of a `stoplens train` output folder."""
+    """(step, loader) for every complete checkpoint of a `stoplens train` output folder, as
+    `stoplens.train.list_checkpoints` lists them (weights and ``trainer_state.json`` written:
+    a checkpoint still being written is left out). Loaders are lazy: nothing loads here."""
     from stoplens.models.load import load_model
     from stoplens.train import list_checkpoints
 
