@@ -7,6 +7,7 @@ from __future__ import annotations
 import stoplens.models.load
 from stoplens.pipeline import ModelSpec
 from stoplens.pipeline.stage_models import checkpoint_loaders
+from stoplens.train import list_checkpoints  # imported (with its load_model) before any patch
 
 
 def _checkpoint(root, step: int, *, weights: bool, state: bool) -> None:
@@ -25,6 +26,7 @@ def test_half_written_checkpoints_are_not_loaded(tmp_path, monkeypatch):
     _checkpoint(out, 6, weights=False, state=True)  # weights not written yet
     _checkpoint(out, 9, weights=True, state=False)  # trainer_state.json not written yet
     _checkpoint(out, 12, weights=True, state=True)
+    assert [d.name for d in list_checkpoints(out)] == ["checkpoint-3", "checkpoint-12"]
     loaded = []
 
     class _Loaded:
