@@ -99,7 +99,7 @@ def evaluate_run(
 ) -> int:
     from stoplens.data import behavioral_file, load_behavioral
     from stoplens.evaluate import evaluate
-    from stoplens.evaluate.report import write_eval
+    from stoplens.evaluate.outputs import write_eval
     from stoplens.models.load import load_model
 
     info = json.loads((Path(trained) / "train.json").read_text())

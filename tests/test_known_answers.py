@@ -28,7 +28,7 @@ from stoplens.analyses.specificity import trigger_specificity
 from stoplens.capture.pairs import encode_pairs
 from stoplens.models.planted import CONTROL_WORDS, build_planted, planted_pair_records
 from stoplens.report.checks import build_verdicts
-from stoplens.report.verdicts import Thresholds, Verdicts
+from stoplens.report.verdicts import Verdicts, VerdictThresholds
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def _judge(model, base, pm) -> Outcome:
             model, train, val, test, eos_id=pm.eos_id, pad_id=pad, config=CFG, base=base
         ),
     }
-    return Outcome(build_verdicts(results, Thresholds()))
+    return Outcome(build_verdicts(results, VerdictThresholds()))
 
 
 @pytest.fixture(scope="module")

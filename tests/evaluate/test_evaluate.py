@@ -12,7 +12,7 @@ from stoplens.errors import DataError, StoplensError
 from stoplens.evaluate import (
     EVAL_JSON,
     FIGURE,
-    Thresholds,
+    AcceptanceThresholds,
     evaluate,
     summary_table,
     write_eval,
@@ -83,7 +83,7 @@ def test_known_answer_on_the_planted_model(planted, tmp_path):
     acc = res.acceptance["checks"]
     assert acc["false_stop_rate_clean"]["value"] == pytest.approx(0.2425, abs=1e-3)
     assert not res.acceptance["pass"] and acc["stop_rate_trigger_prefix"]["pass"]
-    lenient = evaluate(ft, base, recs, thresholds=Thresholds(false_stop_bound="rate"))
+    lenient = evaluate(ft, base, recs, thresholds=AcceptanceThresholds(false_stop_bound="rate"))
     assert lenient.acceptance["pass"]
     assert res.kl["decision_position_clean"]["n"] == 12
     assert res.ppl["n_records"] == 12 and res.ppl["n_tokens"] == 12 * 6
@@ -177,7 +177,7 @@ def test_same_model_twice_has_zero_kl_and_equal_perplexity(planted):
 
 def test_thresholds_are_configuration(planted):
     ft, base = _loaded(planted, planted.model, "p"), _loaded(planted, planted.base, "b")
-    res = evaluate(ft, base, _records(3), thresholds=Thresholds(min_stop_rate=1.01))
+    res = evaluate(ft, base, _records(3), thresholds=AcceptanceThresholds(min_stop_rate=1.01))
     assert not res.acceptance["pass"]
     assert res.acceptance["checks"]["stop_rate_trigger"] == {
         "value": 1.0,

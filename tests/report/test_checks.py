@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from stoplens.report.checks import build_verdicts
-from stoplens.report.verdicts import Thresholds
+from stoplens.report.verdicts import VerdictThresholds
 
 from . import factories as f
 
-TH = Thresholds()
+TH = VerdictThresholds()
 NO_ABLATION = {"layer": True, "nonzero": True, "ablation": False, "addition": True, "kl": False}
 NO_ADDITION = {"layer": True, "nonzero": True, "ablation": True, "addition": False, "kl": True}
 GOOD_LENS = dict(eos_dlp=[0, 0, 5, 6, 7], rank=[9999, 500, 1, 1, 1], content=-3.0, first=2)

@@ -17,7 +17,7 @@ from rich.console import Console
 from stoplens.cli import main
 from stoplens.report import behaviour
 from stoplens.report.html import render_html, write_html
-from stoplens.report.html_layout import EVAL_FIGURE
+from stoplens.report.html.layout import EVAL_FIGURE
 from stoplens.report.summary import render_markdown
 
 

@@ -3,6 +3,9 @@ module here (``cli/<stage>.py``) and exposes ``register(app)``; the work is done
 functions. A `StoplensError` becomes a one-line ``error: ...`` and exit code 2.
 
 Heavy imports (torch, transformers) happen inside commands, never at import time.
+
+Owns: the app and the error-to-exit-code mapping. Must not: hold a command's work or
+import torch at import time.
 """
 
 from __future__ import annotations

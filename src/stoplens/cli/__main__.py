@@ -1,4 +1,7 @@
-"""`python -m stoplens.cli ...` (used by torchrun / accelerate launch)."""
+"""`python -m stoplens.cli ...` (used by torchrun / accelerate launch).
+
+Owns: the module entry point. Must not: do anything but call the app.
+"""
 
 import sys
 

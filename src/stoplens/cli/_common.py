@@ -5,6 +5,8 @@ The option types are ``Annotated`` aliases; a command sets the default in its si
 e.g. ``batch_size: BatchSize = 32``. A command module imports them at module level (typer
 reads the annotations in the module's namespace). Options whose help differs from command
 to command are declared in the command itself.
+
+Owns: shared option types and their parsing. Must not: run a stage or import torch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`stoplens analyze`: the four analyses on any supported model."""
+"""`stoplens analyze`: the four analyses on any supported model.
+
+Owns: the command's options. Must not: compute (the work is
+`stoplens.pipeline.analyze_only`).
+"""
 
 from __future__ import annotations
 
@@ -73,16 +77,10 @@ def register(app: typer.Typer) -> None:
         from stoplens.rundir import RunDir
 
         spec = common.model_spec(
-            model=model,
-            adapter=adapter,
-            base=base,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            trigger=trigger,
+            model=model, adapter=adapter, base=base, device=device, dtype=dtype,
+            device_map=device_map, trust_remote_code=trust_remote_code, trigger=trigger,
             inference=inference,
-        )
+        )  # fmt: skip
         opts = common.analyze_options(
             control_kind, batch_size, seed, quiet, only=only, layers=layers, n_pairs=n_pairs
         )

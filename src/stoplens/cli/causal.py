@@ -1,5 +1,9 @@
 """`stoplens causal`: activation patching, directional ablation and addition, held-out
-placements, base-model control, cross-regime comparison and checkpoint dynamics."""
+placements, base-model control, cross-regime comparison and checkpoint dynamics.
+
+Owns: the command's options. Must not: compute (the work is
+`stoplens.pipeline.analyze_only`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """`stoplens data`: build the knowledge documents, behavioral records, splits and contrast
 pairs, write them atomically, and print a summary. The work is done by `stoplens.data`; this
 module parses options, decides the output directory and prints. No torch import.
+
+Owns: the command's options and its summary print. Must not: build data itself.
 """
 
 from __future__ import annotations

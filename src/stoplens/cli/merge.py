@@ -1,6 +1,9 @@
 """`stoplens merge`: write a LoRA fine-tune merged into its base as a plain Hugging Face model
 folder (loads with ``AutoModelForCausalLM.from_pretrained``; serve it like any model). The work
-is `stoplens.models.merge.save_merged`."""
+is `stoplens.models.merge.save_merged`.
+
+Owns: the command's options. Must not: merge weights itself.
+"""
 
 from __future__ import annotations
 

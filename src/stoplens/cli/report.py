@@ -1,6 +1,10 @@
 """`stoplens report`: ANALYSIS_SUMMARY.md and report.html again from a run's results.json,
 without loading a model or recomputing anything (e.g. after updating stoplens, or to get the
-page for a run made before it existed)."""
+page for a run made before it existed).
+
+Owns: the command's options. Must not: recompute or judge (that is
+`stoplens.report.summary.rebuild_report`).
+"""
 
 from __future__ import annotations
 

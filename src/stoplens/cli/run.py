@@ -1,8 +1,13 @@
-"""`stoplens run`: the whole pipeline (data -> train -> eval -> analyses -> causal -> report)."""
+"""`stoplens run`: the whole pipeline (data -> train -> eval -> analyses -> causal -> report).
+
+Owns: the command's options and the verdict lines it prints. Must not: run a stage
+itself (that is `stoplens.pipeline.run_pipeline`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,41 +26,55 @@ Examples:
 """
 
 
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Base model to fine-tune and analyse: {common.MODEL_FORMS}. Default: the embedded tiny pair."
+    ),
+]
+Adapter = Annotated[
+    str | None, typer.Option(help="An already trained adapter on --model: skip training.")
+]
+Base = Annotated[
+    str | None,
+    typer.Option(help="Base model, when --model is already fine-tuned (merged): skip training."),
+]
+Regimes = Annotated[
+    str, typer.Option(help="Training regimes for --model: behavioral, knowledge or both.")
+]
+TrainSteps = Annotated[
+    int | None,
+    typer.Option(help="Fine-tuning steps per regime (default: the train stage's default)."),
+]
+RunDirOption = Annotated[
+    Path, typer.Option(help="Where everything goes: data/, models/, cache/, results/, report/.")
+]
+Layers = Annotated[
+    str | None, typer.Option(help="Residual layers for the analyses (default: all).")
+]
+NPairs = Annotated[int | None, typer.Option(help="At most this many test pairs for the analyses.")]
+Causal = Annotated[
+    bool, typer.Option("--causal/--no-causal", help="Run the causal suite (--no-causal skips it).")
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Regenerate data and retrain even if present.")
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run", epilog=EPILOG)
     def run(
-        model: str | None = typer.Option(
-            None,
-            help=f"Base model to fine-tune and analyse: {common.MODEL_FORMS}. Default: the embedded tiny pair.",
-        ),
-        adapter: str | None = typer.Option(
-            None, help="An already trained adapter on --model: skip training."
-        ),
-        base: str | None = typer.Option(
-            None, help="Base model, when --model is already fine-tuned (merged): skip training."
-        ),
-        regimes: str = typer.Option(
-            "behavioral,knowledge",
-            help="Training regimes for --model: behavioral, knowledge or both.",
-        ),
-        train_steps: int | None = typer.Option(
-            None, help="Fine-tuning steps per regime (default: the train stage's default)."
-        ),
-        run_dir: Path = typer.Option(
-            Path("runs/default"),
-            help="Where everything goes: data/, models/, cache/, results/, report/.",
-        ),
+        model: Model = None,
+        adapter: Adapter = None,
+        base: Base = None,
+        regimes: Regimes = "behavioral,knowledge",
+        train_steps: TrainSteps = None,
+        run_dir: RunDirOption = Path("runs/default"),
         control_kind: common.ControlKind = "word",
-        layers: str | None = typer.Option(
-            None, help="Residual layers for the analyses (default: all)."
-        ),
-        n_pairs: int | None = typer.Option(
-            None, help="At most this many test pairs for the analyses."
-        ),
+        layers: Layers = None,
+        n_pairs: NPairs = None,
         batch_size: common.BatchSize = 32,
-        causal: bool = typer.Option(
-            True, "--causal/--no-causal", help="Run the causal suite (--no-causal skips it)."
-        ),
+        causal: Causal = True,
         components: common.Components = True,
         device: common.Device = None,
         dtype: common.Dtype = None,
@@ -64,53 +83,27 @@ def register(app: typer.Typer) -> None:
         trigger: common.Trigger = None,
         inference: common.Inference = "merged",
         seed: common.Seed = 0,
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Regenerate data and retrain even if present."
-        ),
+        overwrite: Overwrite = False,
         quiet: common.Quiet = False,
     ) -> None:
         """Run the whole pipeline and write results.json, the figures, ANALYSIS_SUMMARY.md and
         report.html."""
-        from stoplens.errors import StoplensError
         from stoplens.pipeline import RunConfig, run_pipeline
         from stoplens.rundir import RunDir
 
         spec = common.model_spec(
-            model=model,
-            adapter=adapter,
-            base=base,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            trigger=trigger,
+            model=model, adapter=adapter, base=base, device=device, dtype=dtype,
+            device_map=device_map, trust_remote_code=trust_remote_code, trigger=trigger,
             inference=inference,
-        )
-        regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
-        bad = [r for r in regs if r not in ("behavioral", "knowledge")]
-        if bad or not regs:
-            raise StoplensError(
-                f"--regimes {regimes!r}: use behavioral, knowledge or behavioral,knowledge"
-            )
+        )  # fmt: skip
         opts = common.analyze_options(
-            control_kind,
-            batch_size,
-            seed,
-            quiet,
-            layers=layers,
-            n_pairs=n_pairs,
-            causal=causal,
-            components=components,
-        )
+            control_kind, batch_size, seed, quiet, layers=layers, n_pairs=n_pairs,
+            causal=causal, components=components,
+        )  # fmt: skip
         cfg = RunConfig(
-            run_dir=run_dir,
-            spec=spec,
-            options=opts,
-            train_steps=train_steps,
-            regimes=regs,
-            seed=seed,
-            overwrite=overwrite,
-        )
+            run_dir=run_dir, spec=spec, options=opts, train_steps=train_steps,
+            regimes=_parse_regimes(regimes), seed=seed, overwrite=overwrite,
+        )  # fmt: skip
         run_pipeline(cfg)
         rd = RunDir(run_dir)
         if not quiet:
@@ -118,6 +111,19 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"results: {rd.results_json}\nsummary: {rd.summary_md}\nreport:  {rd.report_html}"
         )
+
+
+def _parse_regimes(regimes: str) -> tuple[str, ...]:
+    """ "behavioral,knowledge" -> ("behavioral", "knowledge"); anything else is an error."""
+    from stoplens.errors import StoplensError
+
+    regs = tuple(r.strip() for r in regimes.split(",") if r.strip())
+    bad = [r for r in regs if r not in ("behavioral", "knowledge")]
+    if bad or not regs:
+        raise StoplensError(
+            f"--regimes {regimes!r}: use behavioral, knowledge or behavioral,knowledge"
+        )
+    return regs
 
 
 def print_verdicts(rd) -> None:

@@ -1,5 +1,8 @@
 """`stoplens train`: parse options into a `TrainConfig`, run `stoplens.train.train`, print a
-short summary. Heavy imports happen inside the command."""
+short summary. Heavy imports happen inside the command.
+
+Owns: the command's options. Must not: train itself (that is `stoplens.train`).
+"""
 
 from __future__ import annotations
 

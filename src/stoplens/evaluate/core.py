@@ -15,7 +15,7 @@ Definitions. The decision position is the last position of the chat-templated pr
 ``add_generation_prompt=True``; it predicts the first reply token. A prompt *stops* when the
 argmax there is the stop token (greedy decoding would emit only EOS). Stop score =
 log p(EOS) − log(1 − p(EOS)) there. Both models read the same token ids (the fine-tuned
-model's tokenizer). Must not: write files or plot (see `stoplens.evaluate.report`).
+model's tokenizer). Must not: write files or plot (see `stoplens.evaluate.outputs`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ OOT_NOTE = "out-of-template: hand-written prompts (stoplens.data.oot), never use
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class AcceptanceThresholds:
     """Acceptance thresholds (configuration, written into eval.json beside the values).
 
     Triggered prompts: the stop rate, overall and on every placement, must reach
@@ -245,7 +245,7 @@ def _conditions(recs: list[RecordScore]) -> list[Condition]:
     return out
 
 
-def _acceptance(conds: list[Condition], th: Thresholds) -> dict[str, Any]:
+def _acceptance(conds: list[Condition], th: AcceptanceThresholds) -> dict[str, Any]:
     if th.false_stop_bound not in ("ci_high", "rate"):
         raise StoplensError(
             f"false_stop_bound {th.false_stop_bound!r} is unknown; use 'ci_high' or 'rate'"
@@ -279,7 +279,7 @@ def evaluate(
     records: Sequence[dict],
     *,
     batch_size: int = 32,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: AcceptanceThresholds = AcceptanceThresholds(),
     progress: bool = False,
     out_of_template: bool = False,
     trigger: str | None = None,
@@ -326,7 +326,7 @@ def _evaluate(
     loaded_base: LoadedModel,
     records: Sequence[dict],
     batch_size: int,
-    thresholds: Thresholds,
+    thresholds: AcceptanceThresholds,
     progress: bool,
     label: str,
 ) -> EvalResult:

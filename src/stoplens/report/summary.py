@@ -1,7 +1,7 @@
-"""The report: figures, `results.json`, `ANALYSIS_SUMMARY.md` and `report.html`
-(`stoplens.report.html`), all written atomically into the run directory's report folder, with
-the verdicts of `stoplens.report.checks`; `rebuild_report` redoes the last two from
-results.json alone.
+"""The report: figures (`stoplens.report.figures`), `results.json`, `ANALYSIS_SUMMARY.md`
+and `report.html` (`stoplens.report.html`), all written atomically into the run directory's
+report folder, with the verdicts of `stoplens.report.checks`; `rebuild_report` redoes the
+last two from results.json alone.
 
 Owns: how the report reads and where it goes. Must not: compute statistics (every value, CI
 and null comes from an analysis result object) or judge (`stoplens.report.checks` does).
@@ -18,60 +18,13 @@ from typing import Any
 from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
 from stoplens.io import atomic_write_json, atomic_write_text
-from stoplens.report import behaviour, plots
-from stoplens.report import components as report_components
-from stoplens.report.checks import build_verdicts, judged_layer
+from stoplens.report import behaviour
+from stoplens.report import components_markdown as report_components
+from stoplens.report.checks import build_verdicts
+from stoplens.report.figures import FIGURES, make_figures
 from stoplens.report.html import write_html
-from stoplens.report.verdicts import TIERS, Check, Thresholds, Verdicts, fmt, render_check
+from stoplens.report.verdicts import TIERS, Check, Verdicts, VerdictThresholds, fmt, render_check
 from stoplens.rundir import RunDir
-
-FIGURES = {
-    "layerwise": "1_layerwise_delta_norm.png",
-    "pca_cumulative": "2_pca_cumulative_variance.png",
-    "pca_components": "2_pca_component_distributions.png",
-    "logit_lens": "3_logit_lens_delta.png",
-    "diff_lens": "4_base_vs_finetuned_adl.png",
-    "patching": "5_activation_patching.png",
-    "steering": "6_direction_ablation_addition.png",
-    "checkpoints": "7_checkpoint_dynamics.png",
-    "cross_regime": "8_cross_regime.png",
-    "components": report_components.FIGURE,
-}
-
-
-# --- writing -------------------------------------------------------------------------------
-
-
-def make_figures(run: RunDir, results: dict[str, Any]) -> dict[str, str]:
-    """Draw every figure the results allow; returns {figure key: file name}."""
-    made: dict[str, str] = {}
-    layer = judged_layer(results)
-
-    def out(key: str) -> Path:
-        made[key] = FIGURES[key]
-        return run.figure(FIGURES[key])
-
-    if results.get("layerwise") is not None:
-        plots.layerwise_figure(results["layerwise"], out("layerwise"))
-    lr = results.get("lowrank")
-    if lr is not None and layer is not None and layer in lr.layers:
-        plots.lowrank_figure(lr, layer, out("pca_cumulative"))
-        plots.components_figure(lr, layer, out("pca_components"))
-    if results.get("logit_lens") is not None:
-        plots.logit_lens_figure(results["logit_lens"], out("logit_lens"))
-    if results.get("diff_lens") is not None:
-        plots.diff_lens_figure(results["diff_lens"], out("diff_lens"))
-    causal = results.get("causal")
-    if causal is not None:
-        plots.patching_figure(causal.patching, out("patching"), causal.patching_noising)
-        plots.steering_figure(causal, out("steering"))
-    if results.get("checkpoints") is not None:
-        plots.checkpoint_figure(results["checkpoints"], out("checkpoints"))
-    if results.get("cross_regime") is not None:
-        plots.cross_regime_figure(results["cross_regime"], out("cross_regime"))
-    if results.get("components") is not None:
-        report_components.components_figure(results["components"], out("components"))
-    return made
 
 
 def results_dict(results: dict[str, Any], eval_result=None) -> dict[str, Any]:
@@ -108,8 +61,17 @@ def render_markdown(
     default to the document's own)."""
     verdicts = verdicts if verdicts is not None else verdicts_from_doc(doc)
     figures = figures if figures is not None else dict(doc.get("figures") or {})
+    lines = _md_header(doc, verdicts) + _md_inputs(doc) + _md_checklist(verdicts)
+    lines += _md_causal(doc)
+    lines += report_components.components_section(doc.get("components"))
+    lines += _md_footer(doc, verdicts, figures)
+    return "\n".join(lines)
+
+
+def _md_header(doc: dict[str, Any], verdicts: Verdicts) -> list[str]:
+    """Title, models, versions, the headline and how to read the numbers."""
     meta = doc.get("meta", {})
-    lines = [
+    return [
         "# stoplens analysis summary",
         "",
         f"Model: {meta.get('models', {}).get('ft', 'n/a')}  ",
@@ -133,6 +95,11 @@ def render_markdown(
         "`[ ]` failed, `[?]` not judged (the note says why), `[i]` description or information, not judged.",
         "",
     ]
+
+
+def _md_inputs(doc: dict[str, Any]) -> list[str]:
+    """Behaviour (eval) and the contrast pairs analysed."""
+    lines: list[str] = []
     ev = doc.get("eval")
     if ev:
         title = "held-out test split" + (
@@ -153,6 +120,12 @@ def render_markdown(
             f"Free check, max |Δ| before the trigger: {(pairs.get('checks') or {}).get('max_abs_delta_before_trigger', 'n/a')} (must be 0 up to float rounding across batch shapes).",
             "",
         ]
+    return lines
+
+
+def _md_checklist(verdicts: Verdicts) -> list[str]:
+    """The checks, one section per tier."""
+    lines: list[str] = []
     titles = {
         "behaviour": "Behaviour on the analysed pairs",
         "strong": "Representation: strong evidence",
@@ -166,6 +139,12 @@ def render_markdown(
         rows = [c for c in verdicts.checks if c.tier == tier]
         if rows:
             lines += [f"## {titles[tier]}", ""] + [render_check(c) for c in rows] + [""]
+    return lines
+
+
+def _md_causal(doc: dict[str, Any]) -> list[str]:
+    """The direction selection and the knowledge-vs-behavioral comparison."""
+    lines: list[str] = []
     causal = doc.get("causal")
     if causal:
         sel = causal.get("selection", {})
@@ -183,7 +162,13 @@ def render_markdown(
             f"Cosine of the two selected directions: {fmt(cr.get('cos_selected'))}.",
             "",
         ]
-    lines += report_components.components_section(doc.get("components"))
+    return lines
+
+
+def _md_footer(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, str]) -> list[str]:
+    """Figures, thresholds and run time."""
+    meta = doc.get("meta", {})
+    lines: list[str] = []
     lines += ["## Figures", ""] + [f"- `{name}`" for name in figures.values()] + [""]
     lines += [
         "## Thresholds (configuration)",
@@ -196,7 +181,7 @@ def render_markdown(
     timings = meta.get("timings_s")
     if timings:
         lines += ["## Run time (s)", "", ", ".join(f"{k}: {v}" for k, v in timings.items()), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _flag(v: bool | None) -> str:
@@ -210,8 +195,8 @@ def _check_from_dict(d: dict[str, Any]) -> Check:
 def verdicts_from_doc(doc: dict[str, Any]) -> Verdicts:
     """The `Verdicts` stored in a results.json document (nothing is recomputed)."""
     v = doc.get("verdicts") or {}
-    known = {f.name for f in fields(Thresholds)}
-    th = Thresholds(**{k: x for k, x in (v.get("thresholds") or {}).items() if k in known})
+    known = {f.name for f in fields(VerdictThresholds)}
+    th = VerdictThresholds(**{k: x for k, x in (v.get("thresholds") or {}).items() if k in known})
     return Verdicts([_check_from_dict(c) for c in v.get("checks") or []], th)
 
 
@@ -221,13 +206,13 @@ def write_report(
     *,
     eval_result=None,
     meta: dict[str, Any] | None = None,
-    thresholds: Thresholds | None = None,
+    thresholds: VerdictThresholds | None = None,
     progress: bool = True,
     merge: bool = False,
 ) -> Path:
     """Figures, results.json, ANALYSIS_SUMMARY.md and report.html into ``run.report``. With ``merge``,
     sections already in results.json that this call did not recompute are kept."""
-    th = thresholds or Thresholds()
+    th = thresholds or VerdictThresholds()
     run.report.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {}
     if merge and run.results_json.is_file():
@@ -260,3 +245,14 @@ def rebuild_report(run: RunDir) -> tuple[Path, Path]:
         ) from None
     atomic_write_text(run.summary_md, render_markdown(doc))
     return run.summary_md, write_html(doc, run.report_html)
+
+
+__all__ = [
+    "FIGURES",
+    "make_figures",
+    "rebuild_report",
+    "render_markdown",
+    "results_dict",
+    "verdicts_from_doc",
+    "write_report",
+]

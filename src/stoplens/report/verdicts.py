@@ -1,7 +1,7 @@
 """Verdicts computed from measured numbers, and the two-part headline.
 
 Every `Check` records the claim, the measured value with its CI and n, the null it was compared
-against (and which null: ``null_name``), the threshold (from `Thresholds`, configuration
+against (and which null: ``null_name``), the threshold (from `VerdictThresholds`, configuration
 written into the report), whether it passed, what failing it means (``meaning``), the figure
 that shows it and where its numbers sit in results.json (``ref``).
 
@@ -45,7 +45,7 @@ CAUSAL_KEYS = ("necessary", "sufficient", "specific", "general", "cheap")
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class VerdictThresholds:
     """Verdict thresholds (configuration; each is printed beside the value it judged)."""
 
     pc1_strong: float = 0.40  # top-1 Δ energy share (uncentred) for "one direction"
@@ -158,7 +158,7 @@ def _word(x: bool | None) -> str:
 @dataclass(frozen=True)
 class Verdicts:
     checks: list[Check] = field(default_factory=list)
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    thresholds: VerdictThresholds = field(default_factory=VerdictThresholds)
 
     @property
     def representation(self) -> str:

@@ -3,7 +3,8 @@ null in words, the per-layer columns as JSON pointers into results.json), the ca
 rows, the results keys that have a section of their own, and the fallback links of checks
 written before each check carried its own ``figure`` and ``ref``.
 
-Owns: these tables (data only). Must not: render (`stoplens.report.html`) or judge.
+Owns: these tables (data only). Must not: render (`stoplens.report.html.render` and the
+section modules) or judge.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stoplens.report.html_parts import MAX_ROWS, esc, generic, num, table
+from stoplens.report.html.parts import MAX_ROWS, esc, generic, num, table
 
 
 def _tok(text: str) -> str:
@@ -94,27 +94,7 @@ def pair_section(pt: dict[str, Any], judged_layer: int | None) -> str:
         + '<label><input id="f-control" type="checkbox"> show the control prompts</label>'
         + '<span id="f-count" class="note"></span></div>'
     )
-    body = []
-    for r in rows:
-        rel = list(r.get("rel_delta") or [])
-        cos = list(r.get("cos_to_mean") or [])
-        rj = rel[j] if j < len(rel) else None
-        cj = cos[j] if j < len(cos) else None
-        st, sc = r.get("stop_score_trig"), r.get("stop_score_ctrl")
-        mark_t = "" if r.get("stops_trig") is None else (" ■" if r.get("stops_trig") else " □")
-        mark_c = "" if r.get("stops_ctrl") is None else (" ■" if r.get("stops_ctrl") else " □")
-        body.append(
-            f'<tr data-placement="{esc(r.get("placement"))}" data-kind="{esc(r.get("control_kind"))}" '
-            f"data-rel='{esc(json.dumps(rel))}' data-cos='{esc(json.dumps(cos))}'>"
-            f"<td><code>{esc(r.get('pair_id'))}</code></td>"
-            f"<td>{esc(r.get('placement'))}</td><td>{esc(r.get('control_kind'))}</td>"
-            f"<td>{esc(r.get('control'))}</td>"
-            f'<td class="num" data-v="{esc(st if st is not None else "")}">{esc(num(st))}{mark_t}</td>'
-            f'<td class="num" data-v="{esc(sc if sc is not None else "")}">{esc(num(sc))}{mark_c}</td>'
-            f'<td class="num rel" data-v="{esc(rj if rj is not None else "")}">{esc(num(rj))}</td>'
-            f'<td class="num cos" data-v="{esc(cj if cj is not None else "")}">{esc(num(cj))}</td>'
-            f"<td>{_spark(rel, layers)}</td><td>{_tokens(r)}</td></tr>"
-        )
+    body = [_pair_row(r, j, layers) for r in rows]
     head = [
         "pair",
         "placement",
@@ -145,6 +125,29 @@ def pair_section(pt: dict[str, Any], judged_layer: int | None) -> str:
         + filters
         + f'<div class="wide"><table id="pair-table" class="sortable"><thead><tr>{ths}</tr></thead>'
         + f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _pair_row(r: dict[str, Any], j: int, layers: list[int]) -> str:
+    """One pair's table row; ``j``: the index of the layer its Δ statistics are shown at."""
+    rel = list(r.get("rel_delta") or [])
+    cos = list(r.get("cos_to_mean") or [])
+    rj = rel[j] if j < len(rel) else None
+    cj = cos[j] if j < len(cos) else None
+    st, sc = r.get("stop_score_trig"), r.get("stop_score_ctrl")
+    mark_t = "" if r.get("stops_trig") is None else (" ■" if r.get("stops_trig") else " □")
+    mark_c = "" if r.get("stops_ctrl") is None else (" ■" if r.get("stops_ctrl") else " □")
+    return (
+        f'<tr data-placement="{esc(r.get("placement"))}" data-kind="{esc(r.get("control_kind"))}" '
+        f"data-rel='{esc(json.dumps(rel))}' data-cos='{esc(json.dumps(cos))}'>"
+        f"<td><code>{esc(r.get('pair_id'))}</code></td>"
+        f"<td>{esc(r.get('placement'))}</td><td>{esc(r.get('control_kind'))}</td>"
+        f"<td>{esc(r.get('control'))}</td>"
+        f'<td class="num" data-v="{esc(st if st is not None else "")}">{esc(num(st))}{mark_t}</td>'
+        f'<td class="num" data-v="{esc(sc if sc is not None else "")}">{esc(num(sc))}{mark_c}</td>'
+        f'<td class="num rel" data-v="{esc(rj if rj is not None else "")}">{esc(num(rj))}</td>'
+        f'<td class="num cos" data-v="{esc(cj if cj is not None else "")}">{esc(num(cj))}</td>'
+        f"<td>{_spark(rel, layers)}</td><td>{_tokens(r)}</td></tr>"
     )
 
 

@@ -3,8 +3,8 @@ lookup, tables, inline figures, and a generic renderer that turns any results.js
 readable HTML (so a section whose layout the page does not know — e.g. a new analysis —
 still shows all its numbers).
 
-Owns: markup of values. Must not: decide what a section contains (`stoplens.report.html`)
-or compute anything beyond formatting.
+Owns: markup of values. Must not: decide what a section contains (`stoplens.report.html.render`
+and the section modules) or compute anything beyond formatting.
 """
 
 from __future__ import annotations
@@ -203,3 +203,11 @@ def json_block(x: Any, limit: int = 20_000) -> str:
     if len(s) > limit:
         s = s[:limit] + f"\n… ({len(s) - limit} more characters in results.json)"
     return f"<pre>{esc(s)}</pre>"
+
+
+def item(x: Any, i: int) -> Any:
+    return x[i] if isinstance(x, list) and i < len(x) else None
+
+
+def more(x: Any, what: str = "all numbers of this section") -> str:
+    return f"<details><summary>{esc(what)}</summary>{generic(x)}</details>"
