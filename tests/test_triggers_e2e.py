@@ -57,6 +57,13 @@ def test_trigger_through_every_stage(trigger, base, tmp_path, capsys):
     assert res["pairs"]["n"] >= 5 and res["pairs"]["checks"]["max_abs_delta_before_trigger"] < 1e-5
     for key in ("layerwise", "lowrank", "logit_lens", "diff_lens", "causal"):
         assert key in res, key
+    if trigger == TRIGGERS[0]:  # `run` on a given adapter writes its own data, with its trigger
+        run2 = tmp_path / "run2"
+        args = ["run", *adapter, "--run-dir", str(run2), "--no-causal", "--n-pairs", "8"]
+        assert main([*args, "--layers", "0-1", "--quiet"]) == 0
+        manifest = json.loads((run2 / "data" / "manifest.json").read_text())
+        assert manifest["config"]["trigger"] == trigger
+        assert json.loads((run2 / "report" / "results.json").read_text())["pairs"]["n"] > 0
     capsys.readouterr()
     # a conflicting --trigger is a one-line error naming the trained one
     assert main(["analyze", *adapter, "--trigger", "$STOP", *q]) == 2
