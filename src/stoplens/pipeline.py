@@ -8,7 +8,6 @@ fine-tune it) -> eval -> analyses (the four) -> causal -> components -> report.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from stoplens.analyses.stats import jsonable
 from stoplens.errors import StoplensError
 from stoplens.progress import stage
 from stoplens.rundir import RunDir
+from stoplens.versions import software_versions
 
 ANALYSES = ("layerwise", "lowrank", "logit-lens", "diff-lens")
 CONTROL_KINDS = ("word", "near_miss", "random_word", "random_vocab")
@@ -161,7 +161,7 @@ def resolve_spec(spec: ModelSpec, *, train: bool = False, progress: bool = True)
             f"--inference {spec.inference!r} is unknown; use one of {', '.join(INFERENCE)}"
         )
     if spec.embedded:
-        from stoplens.models.tiny import TinyConfig
+        from stoplens.embedded import TinyConfig
 
         tiny = TinyConfig().data.trigger
         if spec.trigger not in (None, tiny):
@@ -237,7 +237,7 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
     if spec.trigger is None:
         spec = resolve_spec(spec, progress=progress)
     if spec.embedded:
-        from stoplens.models.tiny import build_tiny_pair
+        from stoplens.embedded import build_tiny_pair
 
         _log("embedded default: building or reusing the tiny model pair", progress)
         pair = build_tiny_pair(progress=progress)
@@ -622,18 +622,6 @@ class RunConfig:
     overwrite: bool = False
 
 
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("stoplens", "torch", "transformers", "peft", "accelerate", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def prepare_user_models(cfg: RunConfig, run: RunDir, spec: ModelSpec | None = None) -> ModelSpec:
     """For `run --model BASE`: write the data and fine-tune BASE in each regime (the
     resulting adapters are what gets analysed). ``spec``: the resolved model spec (default:
@@ -732,7 +720,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
 def run_meta(cfg: RunConfig, models: Models, timings: dict[str, float]) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
-        "versions": versions(),
+        "versions": software_versions(),
         "config": jsonable(asdict(cfg)),
         "models": models.names,
         "base_trigger_added": models.base_trigger_added,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from stoplens.data import DataConfig, build_datasets, write_datasets
+from stoplens.embedded import dataset_texts
 from stoplens.errors import StoplensError
 from stoplens.models import arch
 from stoplens.models.load import (
@@ -22,7 +23,7 @@ from stoplens.models.load import (
     stored_trigger,
 )
 from stoplens.models.merge import merge_adapter, save_merged
-from stoplens.models.tiny import dataset_texts, random_model
+from stoplens.models.tiny import random_model
 from stoplens.models.tokenizer import train_bpe_tokenizer
 from stoplens.models.trigger import find_trigger
 

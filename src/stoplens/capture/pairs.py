@@ -21,14 +21,7 @@ from dataclasses import dataclass, field
 
 # the data stage's renderer: messages with the one placeholder replaced by an insert
 from stoplens.data.templates import render_pair as render
-
-
-def chat_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
-    """Token ids of ``messages`` rendered with the chat template, ending with the generation
-    prompt (so the last position predicts the first reply token)."""
-    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-    ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
-    return [int(i) for i in ids]
+from stoplens.models.chat import chat_ids
 
 
 def post_instruction_length(tokenizer) -> int:

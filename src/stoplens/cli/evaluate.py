@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             dtype=dtype, device=device, trust_remote_code=trust_remote_code, trigger=spec.trigger
         )
         if spec.embedded:
-            from stoplens.models.tiny import build_tiny_pair
+            from stoplens.embedded import build_tiny_pair
 
             pair = build_tiny_pair(progress=not quiet)
             if regime not in pair.run_dirs:

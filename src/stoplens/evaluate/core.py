@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stoplens.data.config import KINDS
 from stoplens.errors import DataError, StoplensError
 from stoplens.evaluate.metrics import (
     Rate,
@@ -36,11 +37,11 @@ from stoplens.evaluate.metrics import (
     stop_score,
     target_logits,
 )
+from stoplens.models.chat import chat_ids
 from stoplens.models.load import LoadedModel
 from stoplens.progress import bar as progress_bar
-from stoplens.train.features import behavioral_example, chat_ids, split_prompt_target
+from stoplens.train.features import behavioral_example, split_prompt_target
 
-KINDS = ("trigger", "clean", "near_miss", "distractor")
 OOT_NOTE = "out-of-template: hand-written prompts (stoplens.data.oot), never used in training"
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from stoplens.errors import StoplensError, TriggerError
 from stoplens.models import arch
+from stoplens.models.chat import chat_ids
 from stoplens.models.tokenizer import load_tokenizer
 from stoplens.models.trigger import DEFAULT_TRIGGER, add_trigger, find_trigger, has_trigger
 
@@ -101,8 +102,8 @@ def stop_token_id(tokenizer) -> int:
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": "hi"}]
         try:
-            prompt = _template_ids(tokenizer, user, add_generation_prompt=True)
-            full = _template_ids(
+            prompt = chat_ids(tokenizer, user, add_generation_prompt=True)
+            full = chat_ids(
                 tokenizer,
                 [*user, {"role": "assistant", "content": ""}],
                 add_generation_prompt=False,
@@ -119,15 +120,6 @@ def stop_token_id(tokenizer) -> int:
             "tokenizer or set tokenizer.eos_token"
         )
     return int(eos)
-
-
-def _template_ids(tokenizer, messages, *, add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt
-    )
-    if isinstance(out, dict) or hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
-        out = out["input_ids"]
-    return [int(i) for i in out]
 
 
 def default_device() -> str:
@@ -690,17 +682,3 @@ def _apply_adapter(base: nn.Module, adapter_dir: Path, base_name: str) -> nn.Mod
             f"adapter {adapter_dir} does not match base {base_name} ({detail[:200]}); pass the "
             "base model it was trained on"
         ) from None
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the model stack, recorded in every result file."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("stoplens", "torch", "transformers", "peft", "accelerate", "tokenizers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out

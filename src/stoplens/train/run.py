@@ -36,7 +36,6 @@ from stoplens.models.load import (
     TRAIN_JSON,
     adapter_meta,
     load_model,
-    software_versions,
     write_adapter_meta,
 )
 from stoplens.train.batching import KindMixedSampler, padding_stats
@@ -49,6 +48,7 @@ from stoplens.train.features import (
     behavioral_features,
     knowledge_features,
 )
+from stoplens.versions import software_versions
 
 LOSS_CURVE = "loss_curve.png"
 _CKPT_FILES = ("trainer_state.json",)
@@ -312,15 +312,13 @@ def _load_records(config: TrainConfig, data_dir: Path) -> list[dict]:
     return load_documents(data_dir / DOCUMENTS_FILE)
 
 
-def _default_base_and_data(config: TrainConfig) -> tuple[str, Path]:
-    model, data_dir = config.model, config.data_dir
-    if model is None or data_dir is None:
-        from stoplens.models.tiny import build_tiny_pair
-
-        pair = build_tiny_pair(progress=config.progress)
-        model = model if model is not None else str(pair.base_dir)
-        data_dir = data_dir if data_dir is not None else pair.data_dir
-    return str(model), Path(data_dir)
+def _base_and_data(config: TrainConfig) -> tuple[str, Path]:
+    if config.model is None or config.data_dir is None:
+        raise StoplensError(
+            "training needs a base model and a dataset (TrainConfig.model and .data_dir); "
+            "`stoplens.embedded.with_embedded_defaults(config)` fills in the embedded pair's"
+        )
+    return str(config.model), Path(config.data_dir)
 
 
 def wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
@@ -367,7 +365,7 @@ def train(config: TrainConfig) -> TrainResult:
         lap = now
 
     resume_from = _prepare_out_dir(config)
-    base_name, data_dir = _default_base_and_data(config)
+    base_name, data_dir = _base_and_data(config)
     records = _load_records(config, data_dir)
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
