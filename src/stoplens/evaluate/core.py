@@ -30,13 +30,7 @@ import torch
 
 from stoplens.data.config import KINDS
 from stoplens.errors import DataError, StoplensError
-from stoplens.evaluate.metrics import (
-    Rate,
-    decision_logits,
-    kl_divergence,
-    stop_score,
-    target_logits,
-)
+from stoplens.evaluate.metrics import Rate, decision_readout, kl_divergence, target_logits
 from stoplens.models.chat import chat_ids
 from stoplens.models.load import LoadedModel
 from stoplens.progress import bar as progress_bar
@@ -203,15 +197,6 @@ def _batches(order: Sequence[int], size: int):
         yield list(order[start : start + size])
 
 
-def _logits_pair(ft: LoadedModel, base: LoadedModel, seqs, pad_id: int):
-    lf = decision_logits(ft.model, seqs, pad_id)
-    lb = decision_logits(base.model, seqs, pad_id)
-    if lf.shape[-1] != lb.shape[-1]:
-        v = min(lf.shape[-1], lb.shape[-1])  # padded vocabularies: compare the shared part
-        lf, lb = lf[:, :v], lb[:, :v]
-    return lf, lb
-
-
 def _conditions(recs: list[RecordScore]) -> list[Condition]:
     out = []
 
@@ -340,24 +325,19 @@ def _evaluate(
     prompts = [
         chat_ids(tok, split_prompt_target(r)[0], add_generation_prompt=True) for r in records
     ]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     n = len(prompts)
-    f_score, b_score = np.zeros(n), np.zeros(n)
-    f_stop, b_stop = np.zeros(n, bool), np.zeros(n, bool)
-    kl = np.zeros(n)
-    batches = list(_batches(order, batch_size))
-    pbar = progress_bar(
-        total=len(batches), desc=f"{label}: decision position", unit="batch", enabled=progress
+    read = decision_readout(
+        loaded_ft.model,
+        loaded_base.model,
+        prompts,
+        eos,
+        pad,
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"{label}: decision position",
     )
-    for idx in batches:
-        pbar.update(1)
-        lf, lb = _logits_pair(loaded_ft, loaded_base, [prompts[i] for i in idx], pad)
-        f_score[idx] = stop_score(lf, eos).numpy()
-        b_score[idx] = stop_score(lb, eos).numpy()
-        f_stop[idx] = (lf.argmax(-1) == eos).numpy()
-        b_stop[idx] = (lb.argmax(-1) == eos).numpy()
-        kl[idx] = kl_divergence(lf, lb).numpy()
-    pbar.close()
+    f_score, b_score, f_stop, kl = read.ft_score, read.base_score, read.ft_stop, read.kl
+    b_stop = read.base_stop
 
     recs = []
     for i, r in enumerate(records):
