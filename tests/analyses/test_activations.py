@@ -165,7 +165,7 @@ def test_cache_hit_returns_identical_tensors_and_misses_on_change(
 
 
 def test_streamed_statistics_agree_with_the_in_memory_delta_set(qwen_case):
-    from stoplens.capture.stream import stream_deltas
+    from streaming import stream_deltas  # benchmarks/streaming.py
 
     ds, pm = qwen_case.ds, qwen_case.pm
     pairs = ds.pairs

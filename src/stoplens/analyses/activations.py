@@ -30,8 +30,8 @@ Positions captured per prompt (``Captures`` kinds):
 
 Memory: each capture holds float32 [n, k, P, d] per kind (k = number of layers; P per kind),
 i.e. about 4·n·k·(K + 2 + P_post)·d bytes per prompt set and model; 4 prompt sets per model.
-For n in the thousands stream instead (`stoplens.capture.stream.stream_deltas`: flat memory,
-point estimates only).
+For n in the thousands, `stream_deltas` in benchmarks/streaming.py (outside the package; the
+pipeline does not use it) streams instead: flat memory, point estimates only.
 """
 
 from __future__ import annotations
