@@ -106,7 +106,7 @@ class TinyPair:
 
     def adapter_dir(self, regime: str = "behavioral") -> Path:
         """The fine-tuned adapter of ``regime`` (load with ``load_model(base_dir, adapter=...)``)."""
-        from stoplens.models.load import FINAL_DIR
+        from stoplens.models.locate import FINAL_DIR
 
         return self.run_dirs[regime] / FINAL_DIR
 
@@ -166,7 +166,7 @@ def build_tiny_pair(
     reused; ``tiny.json`` (written last) marks a complete pair.
     """
     from stoplens.io import atomic_cache_dir, atomic_write_json
-    from stoplens.models.load import rebase_adapters
+    from stoplens.models.adapters import rebase_adapters
     from stoplens.rundir import default_cache_root
 
     config = config or TinyConfig()

@@ -30,14 +30,9 @@ from torch import nn
 from stoplens.errors import StoplensError
 from stoplens.io import atomic_dir, atomic_write_json
 from stoplens.models import arch
-from stoplens.models.load import (
-    CHECKPOINTS_DIR,
-    FINAL_DIR,
-    TRAIN_JSON,
-    adapter_meta,
-    load_model,
-    write_adapter_meta,
-)
+from stoplens.models.adapters import adapter_meta, write_adapter_meta
+from stoplens.models.load import load_model
+from stoplens.models.locate import CHECKPOINTS_DIR, FINAL_DIR, TRAIN_JSON
 from stoplens.train.batching import KindMixedSampler, padding_stats
 from stoplens.train.config import BATCHINGS, TrainConfig, TrainResult
 from stoplens.train.features import (
