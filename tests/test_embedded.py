@@ -125,7 +125,7 @@ def test_embedded_adapters_load_with_plain_peft(built):
 
     from stoplens.models.load import load_model
     from stoplens.models.trigger import find_trigger
-    from stoplens.train.run import list_checkpoints
+    from stoplens.train.checkpoints import list_checkpoints
 
     _, pair = built
     chat = [{"role": "user", "content": "Name a colour. $STOP"}]

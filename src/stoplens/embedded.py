@@ -353,7 +353,7 @@ def _pretrain_base(root: Path, config: TinyConfig, tok, chats, doc_texts, laps, 
     from stoplens.io import atomic_write_json
     from stoplens.train.features import packed_features
     from stoplens.train.plots import plot_loss_curve
-    from stoplens.train.run import logged_losses, run_trainer
+    from stoplens.train.trainer import logged_losses, run_trainer
 
     model, rows = _base_model(config, tok)
     seqs = _pretrain_sequences(config, tok, chats, doc_texts)

@@ -206,7 +206,7 @@ def check_data_trigger(data_dir: Path, trigger: str) -> None:
 def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
     """(step, loader) for every complete checkpoint of a `stoplens train` output folder."""
     from stoplens.models.load import load_model
-    from stoplens.train.run import list_checkpoints
+    from stoplens.train.checkpoints import list_checkpoints
 
     out = []
     for d in list_checkpoints(run_dir):
