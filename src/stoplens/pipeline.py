@@ -366,11 +366,11 @@ def run_eval(models: Models, run: RunDir, *, batch_size: int = 32, progress: boo
 def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str, Any]:
     """The four analyses on the test-split contrast pairs (activations cached in the run
     directory, so `--only` reuses them)."""
-    from stoplens.analyses.activations import capture_delta_set
     from stoplens.analyses.diff_lens import diff_lens
     from stoplens.analyses.layerwise import layerwise_delta
     from stoplens.analyses.logit_lens import logit_lens_delta
     from stoplens.analyses.lowrank import lowrank
+    from stoplens.capture.delta_capture import capture_delta_set
 
     opts.validate()
     recs = pair_records(models.data_dir, "test", opts.control_kind, opts.n_pairs)
@@ -578,10 +578,10 @@ def _null_pairs(pairs, ctrl2):
 def _checkpoint_metrics(models: Models, opts: AnalyzeOptions) -> dict[str, Callable]:
     """Correlational key figures per checkpoint: layerwise peak layer, top-1 Δ energy share at
     that layer, EOS rank of the Δ logit lens at the last layer (on a subsample of test pairs)."""
-    from stoplens.analyses.activations import capture_delta_set
     from stoplens.analyses.layerwise import layerwise_delta
     from stoplens.analyses.logit_lens import logit_lens_delta
     from stoplens.analyses.lowrank import lowrank
+    from stoplens.capture.delta_capture import capture_delta_set
 
     recs = pair_records(models.data_dir, "test", opts.control_kind, 64)
     memo: dict[int, dict[str, float | None]] = {}

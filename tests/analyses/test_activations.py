@@ -1,5 +1,5 @@
-"""Capturing Δ sets: the free checks (Δ = 0 before the trigger, identical controls give
-Δ = 0), error messages, subsets, the run-dir cache and agreement with the streamed path."""
+"""capture/delta_capture.py, the Δ sets the analyses read (here beside the analyses'
+fixtures): the free checks (Δ = 0 before the trigger, identical controls give Δ = 0), errors, subsets, the run-dir cache and agreement with the streamed path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.activations import capture_delta_set
+from stoplens.capture.delta_capture import capture_delta_set
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs, swap_pairs
 from stoplens.data.config import PLACEHOLDER

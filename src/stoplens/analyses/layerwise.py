@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -52,6 +51,7 @@ from stoplens.analyses.stats import (
     percentile_interval,
     resample_weights,
 )
+from stoplens.capture.deltaset import DeltaSet
 
 KINDS = ("last", "post", "trigger")
 TOO_SHALLOW = "too shallow to call a shape"

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -42,6 +41,7 @@ from stoplens.analyses.stats import (
     percentile_interval,
     resample_weights,
 )
+from stoplens.capture.deltaset import DeltaSet
 
 
 @dataclass(frozen=True)
