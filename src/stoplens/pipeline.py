@@ -206,11 +206,11 @@ def check_data_trigger(data_dir: Path, trigger: str) -> None:
 def _checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
     """(step, loader) for every complete checkpoint of a `stoplens train` output folder."""
     from stoplens.models.load import load_model
-    from stoplens.train.checkpoints import list_checkpoints
+    from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
 
     out = []
     for d in list_checkpoints(run_dir):
-        step = int(d.name.rsplit("-", 1)[-1])
+        step = checkpoint_step(d)
         out.append(
             (
                 step,
