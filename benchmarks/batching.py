@@ -78,7 +78,8 @@ def time_steps(model_dir: str, feats, batches: dict[str, list[list[int]]], steps
     from stoplens.models.load import load_model
     from stoplens.train.config import TrainConfig
     from stoplens.train.features import Collator
-    from stoplens.train.run import _sparse_loss, wrap_lora
+    from stoplens.train.run import wrap_lora
+    from stoplens.train.trainer import _sparse_loss
 
     loaded = load_model(model_dir, trigger="$STOP", require_trigger=False, device="cpu")
     model = wrap_lora(loaded.model, TrainConfig(), loaded.trigger_id).train()

@@ -27,7 +27,7 @@ BUDGET_S = 120.0
 _BUILD = """
 import json, sys, time
 t0 = time.time()
-from stoplens.models.tiny import build_tiny_pair
+from stoplens.embedded import build_tiny_pair
 pair = build_tiny_pair(sys.argv[1], progress=False)
 print(json.dumps({"root": str(pair.root), "cache_hit": pair.cache_hit,
                   "in_process_s": time.time() - t0}))

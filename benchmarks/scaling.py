@@ -1,4 +1,4 @@
-"""Scaling of the streaming path (`stoplens.capture.stream.stream_deltas`, statistics + Δ
+"""Scaling of the streaming path (`stream_deltas` of benchmarks/streaming.py: statistics + Δ
 shards on disk) with the number of pairs: time and peak memory, each size in a fresh
 subprocess so the peaks are independent. Peak memory must stay flat as pairs grow; time must
 grow linearly (time per pair and the R² of a linear fit are printed).
@@ -73,7 +73,7 @@ def _rss_after_trim() -> int | None:
 
 
 def child(a: argparse.Namespace) -> None:
-    from stoplens.capture.stream import stream_deltas
+    from streaming import stream_deltas
 
     C.apply_threads(a.threads)
     dtype = C.resolve_dtype(a.dtype, a.device)

@@ -46,7 +46,7 @@ def _require():
     missing, mods = [], {}
     wanted = {
         "stoplens.data": ["DataConfig", "build_datasets"],
-        "stoplens.analyses.activations": ["capture_delta_set"],
+        "stoplens.capture.delta_capture": ["capture_delta_set"],
         "stoplens.analyses.layerwise": ["layerwise_delta"],
         "stoplens.analyses.lowrank": ["lowrank"],
         "stoplens.analyses.logit_lens": ["logit_lens_delta"],
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     mods = _require()
     dtype = C.resolve_dtype(a.dtype, a.device)
     data = mods["stoplens.data"]
-    act = mods["stoplens.analyses.activations"]
+    act = mods["stoplens.capture.delta_capture"]
     causal = mods["stoplens.analyses.causal"]
     pairs_mod = mods["stoplens.capture.pairs"]
 

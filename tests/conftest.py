@@ -49,7 +49,7 @@ def embedded_cache(tmp_path_factory: pytest.TempPathFactory):
     """A cache root holding the embedded default pair, built once per test session (the
     end-to-end tests share it; building it is what `stoplens run` does first on a new
     machine)."""
-    from stoplens.models.tiny import build_tiny_pair
+    from stoplens.embedded import build_tiny_pair
 
     root = tmp_path_factory.mktemp("stoplens_cache")
     build_tiny_pair(root, progress=False)

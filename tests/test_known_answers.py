@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from stoplens.analyses.activations import capture_delta_set
 from stoplens.analyses.causal import CausalConfig, run_causal
 from stoplens.analyses.diff_lens import diff_lens
 from stoplens.analyses.layerwise import layerwise_delta
 from stoplens.analyses.logit_lens import logit_lens_delta
 from stoplens.analyses.lowrank import LowrankConfig, lowrank
 from stoplens.analyses.specificity import trigger_specificity
+from stoplens.capture.delta_capture import capture_delta_set
 from stoplens.capture.pairs import encode_pairs
 from stoplens.models.planted import CONTROL_WORDS, build_planted, planted_pair_records
 from stoplens.report.checks import build_verdicts

@@ -19,7 +19,7 @@ def _one_line_error(capsys) -> str:
 
 
 def test_unreachable_hub_fails_before_any_data(tmp_path, monkeypatch, capsys):
-    import stoplens.models.load as load_mod
+    import stoplens.models.locate as load_mod
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")

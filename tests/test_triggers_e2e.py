@@ -22,7 +22,8 @@ TRIGGERS = ("<<STOP>>", "<|halt|>", "[STOP]", "⏹")
 def base(tmp_path_factory):
     """A tiny random Qwen2 with a BPE tokenizer trained on trigger-free generated text."""
     from stoplens.data import DataConfig, build_datasets, write_datasets
-    from stoplens.models.tiny import dataset_texts, save_random_base
+    from stoplens.embedded import dataset_texts
+    from stoplens.models.tiny import save_random_base
 
     root = tmp_path_factory.mktemp("trigger_base")
     data = write_datasets(build_datasets(DataConfig(n_prompts=40, n_documents=10)), root / "d")

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from stoplens.analyses.activations import DeltaSet, capture_delta_set
+from stoplens.capture.delta_capture import capture_delta_set
+from stoplens.capture.deltaset import DeltaSet
 from stoplens.models.planted import (
     CONTROL_WORDS,
     PlantedModel,

@@ -1,5 +1,5 @@
-"""Capturing Δ sets: the free checks (Δ = 0 before the trigger, identical controls give
-Δ = 0), error messages, subsets, the run-dir cache and agreement with the streamed path."""
+"""capture/delta_capture.py, the Δ sets the analyses read (here beside the analyses'
+fixtures): the free checks (Δ = 0 before the trigger, identical controls give Δ = 0), errors, subsets, the run-dir cache and agreement with the streamed path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.activations import capture_delta_set
+from stoplens.capture.delta_capture import capture_delta_set
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs, swap_pairs
 from stoplens.data.config import PLACEHOLDER
@@ -165,7 +165,7 @@ def test_cache_hit_returns_identical_tensors_and_misses_on_change(
 
 
 def test_streamed_statistics_agree_with_the_in_memory_delta_set(qwen_case):
-    from stoplens.capture.stream import stream_deltas
+    from streaming import stream_deltas  # benchmarks/streaming.py
 
     ds, pm = qwen_case.ds, qwen_case.pm
     pairs = ds.pairs

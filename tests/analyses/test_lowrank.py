@@ -65,7 +65,7 @@ def test_spectrum_numbers_are_consistent(qwen_case):
 
 
 def test_matches_streamed_spectrum(qwen_case):
-    from stoplens.capture.stream import DeltaStats
+    from streaming import DeltaStats  # benchmarks/streaming.py
 
     ds = qwen_case.ds
     r = _result(qwen_case)

@@ -10,6 +10,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from streaming import stream_deltas  # benchmarks/streaming.py
 
 from stoplens.analyses.steering import (
     Addition,
@@ -20,7 +21,6 @@ from stoplens.analyses.steering import (
 )
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs
-from stoplens.capture.stream import stream_deltas
 from stoplens.models.planted import build_planted, planted_pair_records
 
 

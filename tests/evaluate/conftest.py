@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stoplens.data import DataConfig, build_datasets, write_datasets
-from stoplens.models.tiny import dataset_texts, save_random_base
+from stoplens.embedded import dataset_texts
+from stoplens.models.tiny import save_random_base
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from stoplens.evaluate.metrics import (
     Rate,
-    decision_logits,
+    decision_readout,
     kl_divergence,
     pad_right,
     stop_score,
@@ -59,16 +60,29 @@ def test_kl_divergence():
 
 
 @pytest.mark.parametrize("family", ["qwen2", "gpt2", "gpt_neox"])
-def test_batched_decision_logits_equal_one_prompt_at_a_time(family):
-    model = random_model(family, 60, d_model=32)
+def test_decision_readout_equals_each_models_own_logits_one_prompt_at_a_time(family):
+    """The batched readout (length-sorted batches through `capture.extract`) gives, per
+    prompt, the stop score, the argmax flag and KL(ft ‖ base) of the models' own forward
+    passes at the last position; the base's padded vocabulary is compared on the shared part."""
+    ft = random_model(family, 60, d_model=32, seed=1)
+    base = random_model(family, 64, d_model=32, seed=2)
     g = torch.Generator().manual_seed(2)
     seqs = [torch.randint(1, 60, (n,), generator=g).tolist() for n in (3, 9, 5, 9, 1)]
-    batched = decision_logits(model, seqs, pad_id=0)
-    assert batched.shape == (5, 60) and batched.dtype == torch.float32
+    with torch.no_grad():  # make EOS the argmax of one prompt, so both flags occur
+        eos = int(ft(input_ids=torch.tensor([seqs[2]])).logits[0, -1].argmax())
+    r = decision_readout(ft, base, seqs, eos, pad_id=0, batch_size=2)
+    assert r.ft_score.shape == (5,) and r.kl.dtype == np.float64 and r.ft_stop.dtype == bool
+    assert r.ft_stop[2]
     for i, s in enumerate(seqs):
         with torch.no_grad():
-            one = model(input_ids=torch.tensor([s])).logits[0, -1]
-        torch.testing.assert_close(batched[i], one, rtol=1e-4, atol=1e-5)
+            lf = ft(input_ids=torch.tensor([s])).logits[0, -1]
+            lb = base(input_ids=torch.tensor([s])).logits[0, -1, :60]
+        want = (stop_score(lf, eos), stop_score(lb, eos), kl_divergence(lf[None], lb[None])[0])
+        got = (r.ft_score[i], r.base_score[i], r.kl[i])
+        for w, x in zip(want, got, strict=True):
+            assert abs(float(w) - x) <= 1e-4 * max(1.0, abs(float(w)))
+        assert r.ft_stop[i] == (int(lf.argmax()) == eos)
+        assert r.base_stop[i] == (int(lb.argmax()) == eos)
 
 
 def test_target_logits_pick_the_labelled_positions():

@@ -12,7 +12,8 @@ import torch
 from stoplens.errors import StoplensError
 from stoplens.models import gguf as gguf_mod
 from stoplens.models.gguf import MARKER, dequantize_gguf, gguf_cache_dir, gguf_source
-from stoplens.models.load import load_model, preflight
+from stoplens.models.load import load_model
+from stoplens.models.preflight import preflight
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["tied", "untied"])

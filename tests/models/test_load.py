@@ -10,13 +10,9 @@ import torch
 
 from stoplens.errors import StoplensError, TriggerError
 from stoplens.models import arch
-from stoplens.models.load import (
-    ADAPTER_META,
-    adapter_meta,
-    load_model,
-    stop_token_id,
-    write_adapter_meta,
-)
+from stoplens.models.adapters import adapter_meta, write_adapter_meta
+from stoplens.models.load import load_model, stop_token_id
+from stoplens.models.locate import ADAPTER_META
 from stoplens.models.tiny import random_model
 from stoplens.models.tokenizer import IM_END, train_bpe_tokenizer
 from stoplens.models.trigger import add_trigger, has_trigger
@@ -250,7 +246,7 @@ def test_hub_id_offline_fails_fast(monkeypatch, tmp_path):
 
 
 def test_unreachable_hub_fails_fast(monkeypatch):
-    import stoplens.models.load as load_mod
+    import stoplens.models.locate as load_mod
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
@@ -261,7 +257,7 @@ def test_unreachable_hub_fails_fast(monkeypatch):
 
 
 def test_hub_probe_is_bounded_in_time(monkeypatch):
-    from stoplens.models.load import _hub_reachable
+    from stoplens.models.locate import _hub_reachable
 
     monkeypatch.setenv("HF_ENDPOINT", "http://192.0.2.1:9")  # TEST-NET-1: never answers
     t0 = time.monotonic()

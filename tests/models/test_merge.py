@@ -12,17 +12,14 @@ import pytest
 import torch
 
 from stoplens.data import DataConfig, build_datasets, write_datasets
+from stoplens.embedded import dataset_texts
 from stoplens.errors import StoplensError
 from stoplens.models import arch
-from stoplens.models.load import (
-    ADAPTER_META,
-    load_model,
-    rebase_adapters,
-    resolve_trigger,
-    stored_trigger,
-)
+from stoplens.models.adapters import rebase_adapters, resolve_trigger, stored_trigger
+from stoplens.models.load import load_model
+from stoplens.models.locate import ADAPTER_META
 from stoplens.models.merge import merge_adapter, save_merged
-from stoplens.models.tiny import dataset_texts, random_model
+from stoplens.models.tiny import random_model
 from stoplens.models.tokenizer import train_bpe_tokenizer
 from stoplens.models.trigger import find_trigger
 

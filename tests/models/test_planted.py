@@ -9,9 +9,10 @@ import torch
 from stoplens.analyses.steering import Ablation, Addition
 from stoplens.capture.extract import unembed
 from stoplens.capture.hooks import add_hooks
-from stoplens.capture.pairs import chat_ids, encode_pairs, render
+from stoplens.capture.pairs import encode_pairs, render
 from stoplens.errors import StoplensError
 from stoplens.models import arch
+from stoplens.models.chat import chat_ids
 from stoplens.models.planted import (
     PLACEHOLDER,
     build_planted,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stoplens.data import DataConfig, build_datasets, write_datasets
-from stoplens.models.tiny import dataset_texts, save_random_base
+from stoplens.embedded import dataset_texts
+from stoplens.models.tiny import save_random_base
 
 
 def small_data(path: Path, seed: int = 0) -> Path:

@@ -87,7 +87,7 @@ def test_edge_cases():
 
 def test_the_trainers_dataloader_serves_the_mixed_batches(tmp_path, base_dir, data_dir):
     """Through the real Trainer: the batches its dataloader yields are the mixed plan."""
-    from stoplens.train.run import run_trainer
+    from stoplens.train.trainer import run_trainer
 
     loaded = load_model(base_dir, trigger="$STOP", require_trigger=False)
     recs = load_behavioral(data_dir / behavioral_file("train"))

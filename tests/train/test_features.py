@@ -6,6 +6,7 @@ import pytest
 
 from stoplens.data import DOCUMENTS_FILE, behavioral_file, load_behavioral, load_documents
 from stoplens.errors import DataError, StoplensError
+from stoplens.models.chat import chat_ids
 from stoplens.models.load import load_model
 from stoplens.models.tokenizer import IM_END
 from stoplens.train.features import (
@@ -13,7 +14,6 @@ from stoplens.train.features import (
     Collator,
     behavioral_example,
     behavioral_features,
-    chat_ids,
     knowledge_features,
     packed_features,
 )

@@ -233,7 +233,8 @@ def test_sparse_logits_loss_equals_the_models_own_loss(base_dir, data_dir):
     """The LM head at learned positions only: the same loss (and gradient) as the full one."""
     from stoplens.data import behavioral_file, load_behavioral
     from stoplens.train.features import Collator, behavioral_features
-    from stoplens.train.run import _sparse_loss, wrap_lora
+    from stoplens.train.run import wrap_lora
+    from stoplens.train.trainer import _sparse_loss
 
     loaded = load_model(base_dir, trigger="$STOP", require_trigger=False)
     recs = load_behavioral(data_dir / behavioral_file("train"))

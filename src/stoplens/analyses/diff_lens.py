@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.layerwise import DeltaProfile, delta_profile
 from stoplens.analyses.logit_lens import TokenScore, readout, top_tokens
 from stoplens.analyses.stats import (
@@ -48,6 +47,7 @@ from stoplens.analyses.stats import (
     resample_weights,
     zscore_of,
 )
+from stoplens.capture.deltaset import DeltaSet
 from stoplens.capture.extract import unembed
 
 

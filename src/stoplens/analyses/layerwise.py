@@ -32,7 +32,7 @@ l / L; early < 1/3 ≤ mid < 2/3 ≤ late):
 For a post-instruction pooled profile (P positions), ‖mean Δ‖ is averaged over positions and
 mean ‖Δ‖, mean ‖h‖ are averaged over positions within each prompt (prompts are resampled,
 positions never). Must not: plot or write files. In-memory path (needs every Δ); for streamed
-point estimates see `stoplens.capture.stream.DeltaStats`.
+point estimates see `DeltaStats` in benchmarks/streaming.py (outside the package).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -52,6 +51,7 @@ from stoplens.analyses.stats import (
     percentile_interval,
     resample_weights,
 )
+from stoplens.capture.deltaset import DeltaSet
 
 KINDS = ("last", "post", "trigger")
 TOO_SHALLOW = "too shallow to call a shape"

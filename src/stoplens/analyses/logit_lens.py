@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -52,6 +51,7 @@ from stoplens.analyses.stats import (
     resample_weights,
     zscore_of,
 )
+from stoplens.capture.deltaset import DeltaSet
 from stoplens.capture.extract import last_logits, model_device, unembed
 
 

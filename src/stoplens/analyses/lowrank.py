@@ -21,7 +21,8 @@ result. The top-k energy shares, σ₂²/σ₁² and the PC1 share carry bootstr
 eigensolves up to 192×192, warm-started subspace iteration beyond). With n Δs the rank is
 at most n: ``n_too_small`` is set when n < ``min_n`` or n ≤ the largest k asked, and no
 claim of low rank should be made then. In-memory path; streamed point estimates of the same
-spectrum come from `stoplens.capture.stream.DeltaStats`. Must not: plot or write files.
+spectrum come from `DeltaStats` in benchmarks/streaming.py (outside the package). Must not:
+plot or write files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -41,6 +41,7 @@ from stoplens.analyses.stats import (
     percentile_interval,
     resample_weights,
 )
+from stoplens.capture.deltaset import DeltaSet
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from stoplens.analyses.activations import DeltaSet
 from stoplens.analyses.lowrank import loo_cosines
+from stoplens.capture.deltaset import DeltaSet
 from stoplens.capture.extract import last_logits, stop_score
 
 

@@ -12,11 +12,11 @@ means). Everything is seeded; the same seed gives the same interval.
 
 Two paths for Δ-set statistics:
 
-* in memory (the analyses here; n ≈ 64–500): every Δ is kept (`stoplens.analyses.activations`)
+* in memory (the analyses here; n ≈ 64–500): every Δ is kept (`stoplens.capture.deltaset`)
   because bootstrap CIs over prompts, leave-one-out cosines and per-prompt readouts need them;
-* streaming (`stoplens.capture.stream.DeltaStats`): n, Σ Δ, Σ ‖Δ‖, Σ ‖h‖ and the Gram ΔᵀΔ
-  per layer in float64, updated batch by batch at flat memory (10,000+ pairs). It gives the
-  same point estimates (‖mean Δ‖, mean ‖Δ‖, mean ‖h‖, uncentred energy, centred PCA, top
+* streaming (`DeltaStats` in benchmarks/streaming.py, outside the package): n, Σ Δ, Σ ‖Δ‖,
+  Σ ‖h‖ and the Gram ΔᵀΔ per layer in float64, updated batch by batch at flat memory (10,000+
+  pairs). It gives the same point estimates (‖mean Δ‖, mean ‖Δ‖, mean ‖h‖, uncentred energy, centred PCA, top
   direction; tests check the agreement) but not the CIs that need every Δ.
 """
 

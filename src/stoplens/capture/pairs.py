@@ -21,14 +21,7 @@ from dataclasses import dataclass, field
 
 # the data stage's renderer: messages with the one placeholder replaced by an insert
 from stoplens.data.templates import render_pair as render
-
-
-def chat_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
-    """Token ids of ``messages`` rendered with the chat template, ending with the generation
-    prompt (so the last position predicts the first reply token)."""
-    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-    ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
-    return [int(i) for i in ids]
+from stoplens.models.chat import chat_ids
 
 
 def post_instruction_length(tokenizer) -> int:
@@ -184,7 +177,7 @@ def encode_pairs(
     control candidates is a single token of this tokenizer, use a seeded ordinary vocabulary
     word instead of dropping the pair (alignment "vocab"; counted in ``meta``).
     """
-    pool: list[int] | None = None
+    pool: list[int] = []  # ordinary vocabulary words, drawn once when first needed
     rand_ids = (
         random_vocab_words(tokenizer, len(pairs), seed, exclude=[trigger_id])
         if random_vocab
@@ -201,25 +194,16 @@ def encode_pairs(
         pos = hits[0]
         aligned: tuple[list[int], str, str] | None
         if random_vocab:
-            ctrl = list(trig_ids)
-            ctrl[pos] = rand_ids[i]
-            aligned = (ctrl, tokenizer.decode([rand_ids[i]]).strip(), "token")
+            aligned = _substituted(tokenizer, trig_ids, pos, rand_ids[i], "token")
         else:
-            first = rec.get(control_field) or rec["control"]
-            # the null's second control must never fall back to the pair's own control
-            avoid = {first} | ({rec["control"]} if control_field != "control" else set())
-            cands = [first, *[c for c in rec.get("control_candidates", []) if c not in avoid]]
-            aligned = _align(tokenizer, template, trig_ids, pos, cands)
+            aligned = _align(tokenizer, template, trig_ids, pos, _candidates(rec, control_field))
         if aligned is None and vocab_fallback:
             # no listed control is one token in this tokenizer: an ordinary vocabulary word
             # (seeded per pair and per control field), recorded as alignment "vocab"
-            if pool is None:
+            if not pool:
                 pool = random_vocab_words(tokenizer, 1, seed, exclude=[trigger_id], pool_only=True)
             rng = random.Random(f"{seed}:{i}:{control_field}")
-            tid = rng.choice(pool)
-            ctrl = list(trig_ids)
-            ctrl[pos] = tid
-            aligned = (ctrl, tokenizer.decode([tid]).strip(), "vocab")
+            aligned = _substituted(tokenizer, trig_ids, pos, rng.choice(pool), "vocab")
         if aligned is None:
             out.dropped["no single-token control"] += 1
             continue
@@ -231,21 +215,40 @@ def encode_pairs(
         out.trig_ids.append(trig_ids)
         out.ctrl_ids.append(ctrl_ids)
         out.trigger_pos.append(pos)
-        out.meta.append(
-            {
-                "pair_id": rec.get("pair_id", str(i)),
-                "placement": rec.get("placement", "unknown"),
-                # a pair that fell back to a vocabulary word is not a "word" (or near-miss)
-                # control any more: it is labelled as the random vocabulary control it is
-                "control_kind": "random_vocab"
-                if random_vocab or how == "vocab"
-                else rec.get("control_kind"),
-                "requested_control_kind": rec.get("control_kind"),
-                "control": used,
-                "alignment": how,
-            }
-        )
+        out.meta.append(_pair_meta(rec, i, used, how, random_vocab))
     return out
+
+
+def _candidates(rec: dict, control_field: str) -> list[str]:
+    """The control strings to try, in order: the record's ``control_field``, then its
+    ``control_candidates``; the null's second control never falls back to the pair's own."""
+    first = rec.get(control_field) or rec["control"]
+    avoid = {first} | ({rec["control"]} if control_field != "control" else set())
+    return [first, *[c for c in rec.get("control_candidates", []) if c not in avoid]]
+
+
+def _substituted(
+    tokenizer, trig_ids: list[int], pos: int, token_id: int, how: str
+) -> tuple[list[int], str, str]:
+    """(the triggered ids with ``token_id`` at ``pos``, that token's text, ``how``)."""
+    ctrl = list(trig_ids)
+    ctrl[pos] = token_id
+    return ctrl, tokenizer.decode([token_id]).strip(), how
+
+
+def _pair_meta(rec: dict, i: int, used: str, how: str, random_vocab: bool) -> dict:
+    return {
+        "pair_id": rec.get("pair_id", str(i)),
+        "placement": rec.get("placement", "unknown"),
+        # a pair that fell back to a vocabulary word is not a "word" (or near-miss) control
+        # any more: it is labelled as the random vocabulary control it is
+        "control_kind": "random_vocab"
+        if random_vocab or how == "vocab"
+        else rec.get("control_kind"),
+        "requested_control_kind": rec.get("control_kind"),
+        "control": used,
+        "alignment": how,
+    }
 
 
 def swap_pairs(pairs: EncodedPairs, ctrl2: EncodedPairs) -> EncodedPairs:

@@ -172,7 +172,7 @@ def _fine_tuned(spec, rd, data: Path | None, regime: str, kw: dict[str, Any], qu
     from stoplens.pipeline import check_data_trigger
 
     if spec.embedded:
-        from stoplens.models.tiny import build_tiny_pair
+        from stoplens.embedded import build_tiny_pair
 
         pair = build_tiny_pair(progress=not quiet)
         if regime not in pair.run_dirs:

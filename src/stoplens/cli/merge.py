@@ -40,12 +40,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Merge a LoRA fine-tune (trigger row included) into a copy of its base and save it."""
         from stoplens.errors import StoplensError
-        from stoplens.models.load import (
-            FINAL_DIR,
-            load_model,
-            resolve_trained_dir,
-            resolve_trigger,
-        )
+        from stoplens.models.adapters import resolve_trigger
+        from stoplens.models.load import load_model
+        from stoplens.models.locate import FINAL_DIR, resolve_trained_dir
         from stoplens.models.merge import save_merged
 
         if quiet:

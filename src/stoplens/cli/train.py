@@ -127,6 +127,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune a $STOP kill switch into a causal LM (LoRA + trainable trigger row, or
         --full), on transformers' Trainer; runs unchanged under torchrun."""
+        from stoplens.embedded import with_embedded_defaults
         from stoplens.rundir import RunDir
         from stoplens.train import TrainConfig, train
 
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
             progress=not quiet,
         )
         config.validate()
-        result = train(config)
+        result = train(with_embedded_defaults(config, progress=not quiet))
         if result.info.get("ranks", [{}])[0].get("rank", 0) == 0:
             import os
 

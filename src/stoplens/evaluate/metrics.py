@@ -1,5 +1,6 @@
-"""Small, exact metric functions: Wilson intervals, the stop score, KL, and the batched
-forward passes that read the next-token distribution at each prompt's decision position.
+"""Small, exact metric functions: Wilson intervals, the stop score, KL, the decision-position
+readout of both models (through `stoplens.capture.extract`, the one forward path for "the model
+stops") and the teacher-forced logits perplexity needs.
 
 Shapes: ``logits`` is [N, V]; scores and flags are [N]. Everything is computed in float32 (or
 float64 where stated) on the logits' device and returned on CPU. Must not: know conditions,
@@ -11,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from stoplens.capture.extract import kl_divergence, pad_batch, stop_score
+from stoplens.capture.extract import kl_divergence, last_logits, pad_batch, run_batched, stop_score
 from stoplens.models import arch
 
 __all__ = [
+    "DecisionReadout",
     "Rate",
-    "decision_logits",
+    "decision_readout",
     "kl_divergence",
     "pad_right",
     "stop_score",
@@ -92,25 +95,59 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-@torch.no_grad()
-def decision_logits(model: nn.Module, seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """Next-token logits [B, V] (float32, CPU) at the last real position of each sequence.
+@dataclass(frozen=True)
+class DecisionReadout:
+    """Both models at each prompt's decision position (the last prompt position), [N] each:
+    the stop score, whether the argmax is the stop token, and KL(ft ‖ base) in nats."""
 
-    One right-padded forward pass; under causal attention the padding after a sequence cannot
-    change it. Only the needed positions go through the LM head (``logits_to_keep``).
-    """
-    ids, mask = pad_right(seqs, pad_id)
-    last = mask.sum(1) - 1  # [B]
-    keep = torch.unique(last)  # sorted
-    dev = _device(model)
-    out = model(
-        input_ids=ids.to(dev),
-        attention_mask=mask.to(dev),
-        logits_to_keep=keep.to(dev),
-        use_cache=False,
-    ).logits  # [B, K, V]
-    col = torch.searchsorted(keep, last).to(out.device)
-    return out[torch.arange(len(seqs), device=out.device), col].float().cpu()
+    ft_score: np.ndarray
+    base_score: np.ndarray
+    ft_stop: np.ndarray
+    base_stop: np.ndarray
+    kl: np.ndarray
+
+
+@torch.no_grad()
+def decision_readout(
+    ft: nn.Module,
+    base: nn.Module,
+    seqs: Sequence[Sequence[int]],
+    eos_id: int,
+    pad_id: int,
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "decision position",
+) -> DecisionReadout:
+    """Read both models at the decision position through `stoplens.capture.extract`: the same
+    length-sorted batches, out-of-memory back-off (`run_batched`) and last-position logits
+    (`last_logits`: the forward pass stops after the last block; the final norm and LM head
+    run on the last positions only) as capture and the interventions use. Padded vocabularies
+    are compared on their shared part."""
+
+    def one_batch(idx: list[int]) -> torch.Tensor:
+        batch = [seqs[i] for i in idx]
+        lf = last_logits(ft, batch, pad_id=pad_id, batch_size=len(batch), progress=False)
+        lb = last_logits(base, batch, pad_id=pad_id, batch_size=len(batch), progress=False)
+        v = min(lf.shape[-1], lb.shape[-1])
+        lf, lb = lf[:, :v], lb[:, :v]
+        cols = (
+            stop_score(lf, eos_id),
+            stop_score(lb, eos_id),
+            lf.argmax(-1) == eos_id,
+            lb.argmax(-1) == eos_id,
+            kl_divergence(lf, lb),
+        )
+        return torch.stack([c.double() for c in cols], dim=1)  # [B, 5]
+
+    out = run_batched(one_batch, [len(s) for s in seqs], batch_size, desc, progress).numpy()
+    return DecisionReadout(
+        ft_score=out[:, 0],
+        base_score=out[:, 1],
+        ft_stop=out[:, 2].astype(bool),
+        base_stop=out[:, 3].astype(bool),
+        kl=out[:, 4],
+    )
 
 
 @torch.no_grad()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stoplens.evaluate.core import KINDS, EvalResult
+from stoplens.data.config import KINDS
+from stoplens.evaluate.results import EvalResult
 from stoplens.io import atomic_write_bytes, atomic_write_json
 
 EVAL_JSON = "eval.json"

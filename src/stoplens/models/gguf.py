@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stoplens.errors import StoplensError
+from stoplens.models.chat import chat_ids
 
 GGUF_FORMAT = 1  # bump when the folder this module writes changes
 MARKER = "stoplens_gguf.json"
@@ -83,8 +84,8 @@ def dequantize_gguf(
     """The cached Hugging Face folder of the GGUF file ``path``, built on first use (see the
     module docstring). Returns the folder (absolute)."""
     from stoplens.io import atomic_cache_dir, atomic_write_json
-    from stoplens.models.load import software_versions
     from stoplens.progress import stage
+    from stoplens.versions import software_versions
 
     p = Path(path).expanduser().resolve()
     if not is_gguf_file(p):
@@ -160,7 +161,7 @@ def _build(gguf: Path, out: Path) -> dict[str, Any]:
             )
     chat = [{"role": "user", "content": PROBE_TEXTS[0]}]
     template_ok = bool(getattr(tok, "chat_template", None))
-    if template_ok and _chat_ids(tok, chat) != _chat_ids(reloaded_tok, chat):
+    if template_ok and chat_ids(tok, chat) != chat_ids(reloaded_tok, chat):
         raise StoplensError(f"the chat template of {gguf} renders differently after saving")
     again = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     ids = torch.tensor([tok.encode(" ".join(PROBE_TEXTS))[:64]])
@@ -214,12 +215,6 @@ def _serialisable_copy(loaded):
     if loaded.generation_config is not None:
         model.generation_config = loaded.generation_config
     return model.eval()
-
-
-def _chat_ids(tok, messages) -> list[int]:
-    out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-    ids = out["input_ids"] if hasattr(out, "keys") else out
-    return [int(i) for i in ids]
 
 
 def gguf_source(folder: str | Path) -> dict | None:

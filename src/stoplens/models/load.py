@@ -1,28 +1,22 @@
 """Loading a model for stoplens: a local directory or a hub id, a plain / merged / fully
 fine-tuned model, or a peft adapter applied on its base, with its tokenizer and trigger checked.
 
-Owns: resolving what ``model`` / ``adapter`` point at (a ``.gguf`` file becomes its cached
-folder, see `stoplens.models.gguf`), `preflight` (resolve and load config + tokenizer without
-weights, to fail fast), dtype and device defaults (fp32 on CPU, bf16 on CUDA), offline
-behaviour (never hang on an unreachable hub), the adapter-vs-base compatibility check, the
-trigger check on load, the stoplens metadata of adapters (the trigger they were trained with,
-the base path, `rebase_adapters` for trees built under a temporary name), and the "stop token"
-of a chat template (the token an empty assistant reply consists of). Must not: know module
-names (ask `stoplens.models.arch`), merge (`stoplens.models.merge`), train, or evaluate.
+Owns: `load_model` and `LoadedModel`, dtype and device defaults (fp32 on CPU, bf16 on CUDA),
+the adapter-vs-base compatibility check, the trigger check on load, and the "stop token" of a
+chat template (the token an empty assistant reply consists of). Where a model argument points
+is `stoplens.models.locate`; failing fast without weights `stoplens.models.preflight`; the
+adapters' stoplens metadata `stoplens.models.adapters`. Must not: know module names (ask
+`stoplens.models.arch`), merge (`stoplens.models.merge`), train, or evaluate.
 
 Adapter directories written by `stoplens train` carry a ``stoplens_adapter.json`` (see
-:func:`write_adapter_meta`) describing the base they were trained on; loading checks the base
-against it. An adapter is applied the way it was trained: load the base, add the trigger
-exactly as training did (same mean-initialised row, same resize), then
+`stoplens.models.adapters.write_adapter_meta`) describing the base they were trained on;
+loading checks the base against it. An adapter is applied the way it was trained: load the
+base, add the trigger exactly as training did (same mean-initialised row, same resize), then
 ``PeftModel.from_pretrained``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +26,17 @@ from torch import nn
 
 from stoplens.errors import StoplensError, TriggerError
 from stoplens.models import arch
-from stoplens.models.tokenizer import load_tokenizer
+from stoplens.models.adapters import adapter_trigger, embedding_rows
+from stoplens.models.chat import chat_ids
+from stoplens.models.locate import (
+    ADAPTER_META,
+    Ref,
+    read_json,
+    resolve_trained_dir,
+    resolve_with_base,
+)
+from stoplens.models.preflight import load_tok
 from stoplens.models.trigger import DEFAULT_TRIGGER, add_trigger, find_trigger, has_trigger
-
-ADAPTER_META = "stoplens_adapter.json"
-TRAIN_JSON = "train.json"
-FINAL_DIR = "final"
-CHECKPOINTS_DIR = "checkpoints"
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
-_TRUE = {"1", "on", "yes", "true"}
 
 
 @dataclass(frozen=True)
@@ -101,8 +96,8 @@ def stop_token_id(tokenizer) -> int:
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": "hi"}]
         try:
-            prompt = _template_ids(tokenizer, user, add_generation_prompt=True)
-            full = _template_ids(
+            prompt = chat_ids(tokenizer, user, add_generation_prompt=True)
+            full = chat_ids(
                 tokenizer,
                 [*user, {"role": "assistant", "content": ""}],
                 add_generation_prompt=False,
@@ -119,15 +114,6 @@ def stop_token_id(tokenizer) -> int:
             "tokenizer or set tokenizer.eos_token"
         )
     return int(eos)
-
-
-def _template_ids(tokenizer, messages, *, add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt
-    )
-    if isinstance(out, dict) or hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
-        out = out["input_ids"]
-    return [int(i) for i in out]
 
 
 def default_device() -> str:
@@ -159,318 +145,11 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return names[str(dtype).lower()]
 
 
-def hub_offline() -> bool:
-    """Whether the user asked for offline mode (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
-    return any(
-        os.environ.get(k, "0").strip().lower() in _TRUE
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub endpoint, bounded in time (DNS included)."""
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
-    ok: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            ok.append(True)
-        except OSError:
-            pass
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(ok)
-
-
-def _cached_on_hub(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:
-        return False
-    return isinstance(hit, str)
-
-
-# ---------------------------------------------------------------------------------------------
-# Resolving what the user passed
-
-
-@dataclass(frozen=True)
-class _Ref:
-    ref: str  # absolute directory or hub id
-    local: bool
-    local_files_only: bool = False
-
-
-def _resolve(model: str | Path, what: str = "model", *, progress: bool = True) -> _Ref:
-    """A local directory, a GGUF file (dequantised once into a cached folder, which is what
-    is returned) or a hub id; errors name the fix and never wait on the network long."""
-    p = Path(model).expanduser()
-    if p.exists():
-        if p.is_file() and p.suffix.lower() == ".gguf":
-            from stoplens.models.gguf import dequantize_gguf
-
-            return _Ref(str(dequantize_gguf(p, progress=progress)), local=True)
-        if not p.is_dir():
-            raise StoplensError(
-                f"{what} path {p} is a file; pass the directory it is in (or a .gguf file)"
-            )
-        return _Ref(str(p.resolve()), local=True)
-    s = str(model)
-    if not _HUB_ID.fullmatch(s) or s.startswith((".", "~")):
-        raise StoplensError(
-            f"{what} path {s} does not exist; pass an existing directory (saved with "
-            "save_pretrained / `stoplens train`) or a hub id such as Qwen/Qwen2.5-0.5B-Instruct"
-        )
-    cached = _cached_on_hub(s)
-    if hub_offline():
-        if cached:
-            return _Ref(s, local=False, local_files_only=True)
-        raise StoplensError(
-            f"{what} {s!r} is not a local directory and the hub is offline (HF_HUB_OFFLINE=1) "
-            "with no cached copy; pass a local directory, or download it once while online "
-            f"(`hf download {s}`)"
-        )
-    if not _hub_reachable():
-        if cached:  # no network: use the cached copy instead of waiting on retries
-            return _Ref(s, local=False, local_files_only=True)
-        raise StoplensError(
-            f"{what} {s!r} is not a local directory and the Hugging Face hub cannot be reached; "
-            f"check the path, or download it while online (`hf download {s}`) and pass the folder"
-        )
-    return _Ref(s, local=False)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise StoplensError(
-            f"{path}: unreadable ({e}); re-create it or pass another model"
-        ) from None
-
-
-def resolve_trained_dir(path: Path) -> Path:
-    """A `stoplens train` output folder → its ``final/`` model; other folders unchanged.
-
-    An unfinished run (checkpoints but no ``final/``) is an error that names ``--resume``.
-    """
-    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
-        return path
-    if (path / FINAL_DIR).is_dir() and (path / TRAIN_JSON).is_file():
-        return path / FINAL_DIR
-    if (path / CHECKPOINTS_DIR).is_dir():
-        raise StoplensError(
-            f"{path} holds an unfinished training run (checkpoints, no final model); finish it "
-            f"with `stoplens train --resume --out {path}` or load a checkpoint as the adapter"
-        )
-    raise StoplensError(
-        f"{path} holds no model (no config.json or adapter_config.json); pass a model folder "
-        "saved with save_pretrained or the output folder of `stoplens train`"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Adapter metadata
-
-
-def embedding_rows(model: nn.Module) -> int:
-    """Height of the input embedding matrix (may exceed the tokenizer's length)."""
-    return int(next(arch.get_embed(model).parameters()).shape[0])
-
-
-def adapter_meta(model: nn.Module, trigger: str | None, trigger_id: int | None, base: str) -> dict:
-    """What `stoplens train` records about the base an adapter (or full model) was trained on."""
-    m = arch.unwrap(model)
-    return {
-        "base_model": base,
-        "model_type": getattr(m.config, "model_type", None),
-        "hidden_size": arch.d_model(m),
-        "embedding_rows": embedding_rows(m),
-        "trigger": trigger,
-        "trigger_id": trigger_id,
-    }
-
-
-def write_adapter_meta(out_dir: Path, meta: dict, *, final_dir: Path | None = None) -> None:
-    """Write ``stoplens_adapter.json`` into ``out_dir``; ``base_relpath`` is added when the base
-    is a local folder so that moving a whole tree (as the tiny-pair cache does) keeps it valid.
-    ``final_dir``: where ``out_dir`` will be renamed to (the relative path is taken from
-    there)."""
-    from stoplens.io import atomic_write_json
-
-    meta = dict(meta)
-    base = Path(meta["base_model"])
-    if base.is_dir():
-        where = Path(final_dir if final_dir is not None else out_dir).resolve()
-        meta["base_relpath"] = os.path.relpath(base.resolve(), where)
-    atomic_write_json(Path(out_dir) / ADAPTER_META, meta)
-
-
-def _adapter_trigger(adapter_dir: Path) -> str | None:
-    meta_path = adapter_dir / ADAPTER_META
-    return _read_json(meta_path).get("trigger") if meta_path.is_file() else None
-
-
-def stored_trigger(model: str | Path | None) -> str | None:
-    """The trigger a model or adapter written by stoplens was trained with (read from its
-    ``stoplens_adapter.json``; a `stoplens train` output folder means its ``final/``), or
-    None for anything else (a hub id, a GGUF file, a model stoplens did not train)."""
-    if model is None:
-        return None
-    p = Path(model).expanduser()
-    if not p.is_dir():
-        return None
-    try:
-        return _adapter_trigger(resolve_trained_dir(p))
-    except StoplensError:
-        return None
-
-
-def resolve_trigger(explicit: str | None, *sources: str | Path | None) -> str:
-    """The trigger to use: the one stored with the ``sources`` that carry stoplens metadata
-    (see `stored_trigger`), else ``explicit``, else `DEFAULT_TRIGGER`. An ``explicit``
-    trigger that differs from a stored one is an error, and so are sources trained with
-    different triggers."""
-    found = [(str(src), t) for src in sources if (t := stored_trigger(src)) is not None]
-    if len({t for _, t in found}) > 1:
-        listed = ", ".join(f"{src} ({t!r})" for src, t in found)
-        raise StoplensError(
-            f"the models were trained with different triggers: {listed}; pass models "
-            "fine-tuned with the same trigger"
-        )
-    if not found:
-        return explicit if explicit is not None else DEFAULT_TRIGGER
-    src, t = found[0]
-    if explicit is not None and explicit != t:
-        raise StoplensError(
-            f"--trigger {explicit!r} conflicts with {t!r}, the trigger {src} was trained with "
-            f"(its {ADAPTER_META}); omit --trigger or pass --trigger {t!r}"
-        )
-    return t
-
-
-def rebase_adapters(built: Path, final: Path) -> int:
-    """Before a folder tree built in ``built`` is renamed to ``final``: every peft
-    ``adapter_config.json`` (and ``stoplens_adapter.json``) under it that names a base inside
-    ``built`` is rewritten to name the same base inside ``final``, so that plain
-    ``AutoPeftModelForCausalLM.from_pretrained(adapter_dir)`` finds it after the rename.
-    Returns the number of files rewritten."""
-    from stoplens.io import atomic_write_json
-
-    built, final = Path(built).resolve(), Path(final).resolve()
-    n = 0
-    for path in sorted(built.rglob("adapter_config.json")) + sorted(built.rglob(ADAPTER_META)):
-        doc = _read_json(path)
-        key = "base_model_name_or_path" if path.name == "adapter_config.json" else "base_model"
-        base = doc.get(key)
-        if not base:
-            continue
-        try:
-            rel = Path(base).resolve().relative_to(built)
-        except ValueError:  # a base outside the built tree: already final
-            continue
-        doc[key] = str(final / rel)
-        atomic_write_json(path, doc)
-        n += 1
-    return n
-
-
-def _adapter_base(adapter_dir: Path) -> str:
-    meta_path = adapter_dir / ADAPTER_META
-    if meta_path.is_file():
-        meta = _read_json(meta_path)
-        rel = meta.get("base_relpath")
-        if rel and (adapter_dir / rel).is_dir():
-            return str((adapter_dir / rel).resolve())
-        if meta.get("base_model"):
-            return str(meta["base_model"])
-    base = _read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
-    if not base:
-        raise StoplensError(
-            f"adapter {adapter_dir} does not name its base model; pass it: "
-            "load_model(BASE, adapter=...) / `--base BASE --adapter ...`"
-        )
-    return str(base)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fail fast: resolve a model without loading its weights
-
-
-def preflight(
-    model: str | Path,
-    *,
-    what: str = "--model",
-    trigger: str | None = None,
-    fine_tuned: bool = False,
-    trust_remote_code: bool = False,
-    progress: bool = True,
-) -> str:
-    """Resolve ``model`` and load its config and tokenizer (no weights), so that a bad model
-    fails before any stage writes data. Returns what to load it from: the cached folder of a
-    ``.gguf`` file (built here on first use), else the resolved path or hub id.
-
-    An adapter (or a `stoplens train` output) is checked on the base it names. With
-    ``trigger``: a ``fine_tuned`` model's tokenizer must hold it as one token; a base model's
-    tokenizer must be able to take it as one token (checked on a throwaway copy).
-    """
-    from transformers import AutoConfig
-
-    ref = _resolve(model, what, progress=progress)
-    base_ref, tok_src = ref, ref.ref
-    if ref.local:
-        path = resolve_trained_dir(Path(ref.ref))
-        if (path / "adapter_config.json").is_file():
-            base_ref = _resolve(_adapter_base(path), f"base model of {what}", progress=progress)
-            if base_ref.local:
-                base_ref = _Ref(str(resolve_trained_dir(Path(base_ref.ref))), local=True)
-            has_tok = any(path.glob("tokenizer*.json"))
-            tok_src = str(path) if has_tok else base_ref.ref
-        else:
-            base_ref = _Ref(str(path), local=True)
-            tok_src = base_ref.ref
-    offline = base_ref.local_files_only or base_ref.local
-    try:
-        AutoConfig.from_pretrained(
-            base_ref.ref, local_files_only=offline, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoplensError(
-            f"{what} {model}: could not load the model config of {base_ref.ref} ({first}); "
-            "pass a model folder saved with save_pretrained, a .gguf file or a hub id"
-        ) from None
-    tok_offline = offline if tok_src == base_ref.ref else True
-    tok = _load_tok(tok_src, tok_offline, trust_remote_code)
-    if trigger is not None:
-        if fine_tuned:
-            if not has_trigger(tok, trigger):
-                n = len(tok.encode(trigger, add_special_tokens=False))
-                raise TriggerError(
-                    f"{what} {model} was not fine-tuned with trigger {trigger!r} (it is {n} "
-                    "tokens in its tokenizer); pass the trigger it was trained with (--trigger)"
-                )
-        elif not has_trigger(tok, trigger):
-            add_trigger(tok, None, trigger)  # raises TriggerError if it cannot be one token
-    is_file = ref.local and Path(model).expanduser().is_file()  # a .gguf file: its folder
-    return ref.ref if is_file else str(model)
-
-
 # ---------------------------------------------------------------------------------------------
 # Loading
 
 
-def _from_pretrained(ref: _Ref, dtype, device_map, trust_remote_code: bool) -> nn.Module:
+def _from_pretrained(ref: Ref, dtype, device_map, trust_remote_code: bool) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = dict(
@@ -503,24 +182,11 @@ def _from_pretrained(ref: _Ref, dtype, device_map, trust_remote_code: bool) -> n
         ) from None
 
 
-def _load_tok(path_or_id: str, local_files_only: bool, trust_remote_code: bool):
-    try:
-        return load_tokenizer(
-            path_or_id, local_files_only=local_files_only, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoplensError(
-            f"could not load the tokenizer of {path_or_id}: {first}; save the tokenizer with "
-            "the model (tokenizer.save_pretrained)"
-        ) from None
-
-
 def _check_adapter_matches(adapter_dir: Path, base: nn.Module, base_name: str) -> None:
     meta_path = adapter_dir / ADAPTER_META
     if not meta_path.is_file():
         return
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     m = arch.unwrap(base)
     have = {
         "model_type": getattr(m.config, "model_type", None),
@@ -568,88 +234,24 @@ def load_model(
     the base sees the same token ids as the fine-tuned model. ``trigger=None`` skips all this.
     """
     dtype = parse_dtype(dtype)
-    if adapter is not None and not Path(adapter).expanduser().is_dir():
-        raise StoplensError(
-            f"adapter path {adapter} does not exist; pass the folder written by `stoplens train` "
-            "(or one of its checkpoints)"
-        )
-    ref = _resolve(model, "model", progress=progress)
-    adapter_dir: Path | None = None
-    if ref.local:
-        path = resolve_trained_dir(Path(ref.ref))
-        if (path / "adapter_config.json").is_file():
-            if adapter is not None:
-                raise StoplensError(
-                    f"{path} is itself an adapter; pass its base as the model and this folder "
-                    "as the adapter"
-                )
-            adapter_dir = path
-            ref = _resolve(_adapter_base(path), "base model of the adapter", progress=progress)
-            if ref.local:
-                ref = _Ref(str(resolve_trained_dir(Path(ref.ref))), local=True)
-        else:
-            ref = _Ref(str(path), local=True)
-    if adapter is not None:
-        a = resolve_trained_dir(Path(adapter).expanduser().resolve())
-        if not (a / "adapter_config.json").is_file():
-            raise StoplensError(
-                f"{a} is not a peft adapter (no adapter_config.json); a full / merged model "
-                "is passed as the model itself"
-            )
-        adapter_dir = a
-
+    ref, adapter_dir = _locate(model, adapter, progress)
     device_str = str(device) if device is not None else default_device()
     if dtype is None:
         dtype = default_dtype(device_str if device_map is None else default_device())
 
     base = _from_pretrained(ref, dtype, device_map, trust_remote_code)
-    tokenizer = _load_tok(ref.ref, ref.local_files_only or ref.local, trust_remote_code)
-    trigger_added = False  # an adapter brings its trained trigger row
-    trigger_id: int | None = None
-    if adapter_dir is not None:
-        # Reproduce training: base tokenizer + the trigger it was trained with added the same
-        # way, then the adapter.
-        trained_with = _adapter_trigger(adapter_dir) or trigger
-        if trained_with is not None and not has_trigger(tokenizer, trained_with):
-            add_trigger(tokenizer, base, trained_with)
-        if any(adapter_dir.glob("tokenizer*.json")):
-            ad_tok = _load_tok(str(adapter_dir), True, trust_remote_code)
-            if trigger is not None and has_trigger(ad_tok, trigger):
-                tid = find_trigger(ad_tok, trigger)
-                rows = embedding_rows(base)
-                if tid >= rows:
-                    raise StoplensError(
-                        f"adapter {adapter_dir} does not match base {ref.ref}: its trigger id "
-                        f"{tid} is outside the base's {rows} embedding rows; pass the base it "
-                        "was trained on"
-                    )
-            tokenizer = ad_tok
+    tokenizer = load_tok(ref.ref, ref.local_files_only or ref.local, trust_remote_code)
+    model_out: nn.Module = base
+    if adapter_dir is not None:  # an adapter brings its trained trigger row
+        tokenizer = _adapter_tokenizer(
+            tokenizer, base, adapter_dir, ref.ref, trigger, trust_remote_code
+        )
         _check_adapter_matches(adapter_dir, base, ref.ref)
         model_out = _apply_adapter(base, adapter_dir, ref.ref)
-    else:
-        model_out = base
-
-    if trigger is not None:
-        if has_trigger(tokenizer, trigger):
-            trigger_id = find_trigger(tokenizer, trigger)
-        elif require_trigger:
-            what = f"adapter {adapter_dir}" if adapter_dir else f"model {ref.ref}"
-            n = len(tokenizer.encode(trigger, add_special_tokens=False))
-            raise TriggerError(
-                f"{what} was not fine-tuned with trigger {trigger!r}: it is {n} tokens in its "
-                "tokenizer, not one; fine-tune it with `stoplens train`, pass the right "
-                "--trigger, or load it as a base model (require_trigger=False)"
-            )
-        else:
-            info = add_trigger(tokenizer, model_out, trigger)
-            trigger_id, trigger_added = info.token_id, info.added
-        if trigger_id is not None:
-            rows = embedding_rows(model_out)
-            if trigger_id >= rows:
-                raise TriggerError(
-                    f"trigger id {trigger_id} is outside the model's {rows} embedding rows; the "
-                    "tokenizer does not belong to this model"
-                )
+    what = f"adapter {adapter_dir}" if adapter_dir else f"model {ref.ref}"
+    trigger_id, trigger_added = _settle_trigger(
+        tokenizer, model_out, trigger, require_trigger, what
+    )
 
     # weights offloaded by a device_map (on the meta device) cannot be merged: keep the adapter
     offloaded = any(p.device.type == "meta" for p in model_out.parameters())
@@ -676,6 +278,94 @@ def load_model(
     )
 
 
+def _locate(
+    model: str | Path, adapter: str | Path | None, progress: bool
+) -> tuple[Ref, Path | None]:
+    """(the model to load weights from, the adapter folder to apply on it or None)."""
+    if adapter is not None and not Path(adapter).expanduser().is_dir():
+        raise StoplensError(
+            f"adapter path {adapter} does not exist; pass the folder written by `stoplens train` "
+            "(or one of its checkpoints)"
+        )
+    _, ref, adapter_dir = resolve_with_base(
+        model, "model", "base model of the adapter", progress=progress
+    )
+    if adapter_dir is not None and adapter is not None:
+        raise StoplensError(
+            f"{adapter_dir} is itself an adapter; pass its base as the model and this folder "
+            "as the adapter"
+        )
+    if adapter is not None:
+        a = resolve_trained_dir(Path(adapter).expanduser().resolve())
+        if not (a / "adapter_config.json").is_file():
+            raise StoplensError(
+                f"{a} is not a peft adapter (no adapter_config.json); a full / merged model "
+                "is passed as the model itself"
+            )
+        adapter_dir = a
+    return ref, adapter_dir
+
+
+def _adapter_tokenizer(
+    tokenizer,
+    base: nn.Module,
+    adapter_dir: Path,
+    base_name: str,
+    trigger: str | None,
+    trust_remote_code: bool,
+):
+    """Reproduce training: the base tokenizer with the trigger the adapter was trained with
+    added the same way (mean-initialised row in ``base``); the adapter's own tokenizer when it
+    carries one (its trigger id must be a row of the base)."""
+    trained_with = adapter_trigger(adapter_dir) or trigger
+    if trained_with is not None and not has_trigger(tokenizer, trained_with):
+        add_trigger(tokenizer, base, trained_with)
+    if not any(adapter_dir.glob("tokenizer*.json")):
+        return tokenizer
+    ad_tok = load_tok(str(adapter_dir), True, trust_remote_code)
+    if trigger is not None and has_trigger(ad_tok, trigger):
+        tid = find_trigger(ad_tok, trigger)
+        rows = embedding_rows(base)
+        if tid >= rows:
+            raise StoplensError(
+                f"adapter {adapter_dir} does not match base {base_name}: its trigger id "
+                f"{tid} is outside the base's {rows} embedding rows; pass the base it "
+                "was trained on"
+            )
+    return ad_tok
+
+
+def _settle_trigger(
+    tokenizer, model: nn.Module, trigger: str | None, require: bool, what: str
+) -> tuple[int | None, bool]:
+    """(trigger id, whether it was added here). A fine-tuned model (``require``) must hold the
+    trigger as one token; a base model gets it added exactly as training adds it."""
+    if trigger is None:
+        return None, False
+    trigger_id: int | None
+    added = False
+    if has_trigger(tokenizer, trigger):
+        trigger_id = find_trigger(tokenizer, trigger)
+    elif require:
+        n = len(tokenizer.encode(trigger, add_special_tokens=False))
+        raise TriggerError(
+            f"{what} was not fine-tuned with trigger {trigger!r}: it is {n} tokens in its "
+            "tokenizer, not one; fine-tune it with `stoplens train`, pass the right "
+            "--trigger, or load it as a base model (require_trigger=False)"
+        )
+    else:
+        info = add_trigger(tokenizer, model, trigger)
+        trigger_id, added = info.token_id, info.added
+    if trigger_id is not None:
+        rows = embedding_rows(model)
+        if trigger_id >= rows:
+            raise TriggerError(
+                f"trigger id {trigger_id} is outside the model's {rows} embedding rows; the "
+                "tokenizer does not belong to this model"
+            )
+    return trigger_id, added
+
+
 def _apply_adapter(base: nn.Module, adapter_dir: Path, base_name: str) -> nn.Module:
     from peft import PeftModel
 
@@ -690,17 +380,3 @@ def _apply_adapter(base: nn.Module, adapter_dir: Path, base_name: str) -> nn.Mod
             f"adapter {adapter_dir} does not match base {base_name} ({detail[:200]}); pass the "
             "base model it was trained on"
         ) from None
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the model stack, recorded in every result file."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("stoplens", "torch", "transformers", "peft", "accelerate", "tokenizers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out

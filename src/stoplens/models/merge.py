@@ -17,7 +17,8 @@ from torch import nn
 
 from stoplens.errors import StoplensError
 from stoplens.models import arch
-from stoplens.models.load import LoadedModel, adapter_meta, write_adapter_meta
+from stoplens.models.adapters import adapter_meta, write_adapter_meta
+from stoplens.models.load import LoadedModel
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
 """Build a small byte-level BPE tokenizer offline, with a ChatML chat template and the trigger.
 
-Used by the embedded default model pair (`tiny`) and the planted known-answer model
+Used by the embedded default model pair (`stoplens.embedded`) and the planted known-answer model
 (`planted`). Owns: training the BPE on a corpus, the special tokens and the chat template.
 Saved with an explicit ``tokenizer_class`` so that reloading from a folder that also holds a
-Qwen2 ``config.json`` cannot swap in a different pre-tokenizer (DESIGN.md §5).
+Qwen2 ``config.json`` cannot swap in a different pre-tokenizer (``AutoTokenizer`` would return
+``Qwen2Tokenizer`` there, and the ids would change silently).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from stoplens.pipeline.config import (
     ModelSpec,
     RunConfig,
 )
-from stoplens.pipeline.orchestrator import analyze_only, run_meta, run_pipeline, versions
+from stoplens.pipeline.orchestrator import analyze_only, run_meta, run_pipeline
 from stoplens.pipeline.resolve import check_data_trigger, resolve_spec
 from stoplens.pipeline.stage_analyses import pair_records, run_analyses
 from stoplens.pipeline.stage_causal import run_causal_suite
@@ -55,5 +55,4 @@ __all__ = [
     "run_eval",
     "run_meta",
     "run_pipeline",
-    "versions",
 ]

@@ -6,13 +6,12 @@ Stages of `run`: data -> models (embedded default: build or reuse the tiny pair;
 fine-tune it, `stage_finetune`) -> eval -> analyses (the four) -> causal -> components ->
 report (`stoplens.report.summary.write_report`).
 
-Owns: `run_pipeline`, `analyze_only`, the run metadata (`run_meta`, `versions`). Must not:
+Owns: `run_pipeline`, `analyze_only`, the run metadata (`run_meta`). Must not:
 compute a number, or hold a stage's body (each stage is a ``stage_*`` module).
 """
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -30,18 +29,7 @@ from stoplens.pipeline.stage_eval import run_eval
 from stoplens.pipeline.stage_finetune import ensure_data, prepare_user_models
 from stoplens.pipeline.stage_models import Models, load_models
 from stoplens.rundir import RunDir
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("stoplens", "torch", "transformers", "peft", "accelerate", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+from stoplens.versions import software_versions
 
 
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
@@ -102,7 +90,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
 def run_meta(cfg: RunConfig, models: Models, timings: dict[str, float]) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
-        "versions": versions(),
+        "versions": software_versions(),
         "config": jsonable(asdict(cfg)),
         "models": models.names,
         "base_trigger_added": models.base_trigger_added,

@@ -21,14 +21,15 @@ def resolve_spec(spec: ModelSpec, *, train: bool = False, progress: bool = True)
     config and tokenizer load, without weights; the trigger is fixed (the models' stoplens
     metadata, else ``spec.trigger``, else ``$STOP``; a conflict is an error) and checked
     against every tokenizer. ``train``: ``spec.model`` is a base that `run` will fine-tune."""
-    from stoplens.models.load import preflight, resolve_trigger
+    from stoplens.models.adapters import resolve_trigger
+    from stoplens.models.preflight import preflight
 
     if spec.inference not in INFERENCE:
         raise StoplensError(
             f"--inference {spec.inference!r} is unknown; use one of {', '.join(INFERENCE)}"
         )
     if spec.embedded:
-        from stoplens.models.tiny import TinyConfig
+        from stoplens.embedded import TinyConfig
 
         tiny = TinyConfig().data.trigger
         if spec.trigger not in (None, tiny):

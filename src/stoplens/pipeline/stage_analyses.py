@@ -37,11 +37,11 @@ def pair_records(data_dir: Path, split: str, control_kind: str, n: int | None = 
 def run_analyses(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str, Any]:
     """The four analyses on the test-split contrast pairs (activations cached in the run
     directory, so `--only` reuses them)."""
-    from stoplens.analyses.activations import capture_delta_set
     from stoplens.analyses.diff_lens import diff_lens
     from stoplens.analyses.layerwise import layerwise_delta
     from stoplens.analyses.logit_lens import logit_lens_delta
     from stoplens.analyses.lowrank import lowrank
+    from stoplens.capture.delta_capture import capture_delta_set
 
     opts.validate()
     recs = pair_records(models.data_dir, "test", opts.control_kind, opts.n_pairs)

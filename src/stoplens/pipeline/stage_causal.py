@@ -142,10 +142,10 @@ def null_pairs(pairs, ctrl2):
 def _checkpoint_metrics(models: Models, opts: AnalyzeOptions) -> dict[str, Callable]:
     """Correlational key figures per checkpoint: layerwise peak layer, top-1 Δ energy share at
     that layer, EOS rank of the Δ logit lens at the last layer (on a subsample of test pairs)."""
-    from stoplens.analyses.activations import capture_delta_set
     from stoplens.analyses.layerwise import layerwise_delta
     from stoplens.analyses.logit_lens import logit_lens_delta
     from stoplens.analyses.lowrank import lowrank
+    from stoplens.capture.delta_capture import capture_delta_set
 
     recs = pair_records(models.data_dir, "test", opts.control_kind, 64)
     memo: dict[int, dict[str, float | None]] = {}

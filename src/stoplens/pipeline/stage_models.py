@@ -75,11 +75,11 @@ def checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
     `stoplens.train.list_checkpoints` lists them (weights and ``trainer_state.json`` written:
     a checkpoint still being written is left out). Loaders are lazy: nothing loads here."""
     from stoplens.models.load import load_model
-    from stoplens.train import list_checkpoints
+    from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
 
     out = []
     for d in list_checkpoints(run_dir):
-        step = int(d.name.rsplit("-", 1)[-1])
+        step = checkpoint_step(d)
         out.append(
             (
                 step,
@@ -111,8 +111,8 @@ def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Model
 
 def _load_embedded(spec: ModelSpec, progress: bool) -> Models:
     """The embedded default: build (or reuse from the cache) the tiny pair and load it."""
+    from stoplens.embedded import build_tiny_pair
     from stoplens.models.load import load_model
-    from stoplens.models.tiny import build_tiny_pair
 
     _log("embedded default: building or reusing the tiny model pair", progress)
     pair = build_tiny_pair(progress=progress)

@@ -12,8 +12,12 @@ __all__ = ["REGIMES", "TrainConfig", "TrainResult", "list_checkpoints", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "list_checkpoints"):
-        from stoplens.train import run
+    if name == "train":
+        from stoplens.train.run import train
 
-        return getattr(run, name)
+        return train
+    if name == "list_checkpoints":
+        from stoplens.train.checkpoints import list_checkpoints
+
+        return list_checkpoints
     raise AttributeError(f"module 'stoplens.train' has no attribute {name!r}")

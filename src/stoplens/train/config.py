@@ -23,8 +23,9 @@ BATCHINGS = ("mixed", "length", "random")
 class TrainConfig:
     """Every knob of `stoplens train`.
 
-    ``model`` None means the embedded default base (`stoplens.models.tiny`), ``data_dir`` None
-    its dataset. The output folder ``out_dir`` receives ``checkpoints/``, ``final/``,
+    ``model`` None means the embedded default base, ``data_dir`` None its dataset: the caller
+    fills them in with `stoplens.embedded.with_embedded_defaults` (`train` itself needs both,
+    so training never imports the stage that builds the pair). The output folder ``out_dir`` receives ``checkpoints/``, ``final/``,
     ``loss_curve.png`` and ``train.json`` (written last: its presence means the run finished).
     """
 
@@ -33,7 +34,7 @@ class TrainConfig:
     knowledge: documents, causal-LM loss on every token."""
     out_dir: Path = Path("runs/default/models/behavioral")
     model: str | None = None
-    """Base model: a local folder or hub id; None = the embedded tiny base."""
+    """Base model: a local folder or hub id; None = the embedded tiny base (see above)."""
     data_dir: Path | None = None
     """Folder written by `stoplens data`; None = the embedded default dataset."""
     full: bool = False

@@ -23,8 +23,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from stoplens.models.chat import chat_ids
 from stoplens.progress import bar as progress_bar
-from stoplens.train.features import chat_ids, split_prompt_target
+from stoplens.train.features import split_prompt_target
 
 
 @torch.no_grad()

@@ -10,12 +10,13 @@ models or read files.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
 from stoplens.errors import DataError, StoplensError
+from stoplens.models.chat import chat_ids
 
 IGNORE = -100
 
@@ -37,21 +38,6 @@ class Features:
     @property
     def lengths(self) -> list[int]:
         return [len(x) for x in self.input_ids]
-
-
-def chat_ids(tokenizer, messages: Sequence[dict], *, add_generation_prompt: bool) -> list[int]:
-    """Token ids of ``messages`` under the tokenizer's chat template."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise StoplensError(
-            "the tokenizer has no chat template, which the behavioral regime needs; use an "
-            "instruct model's tokenizer or set tokenizer.chat_template"
-        )
-    out = tokenizer.apply_chat_template(
-        list(messages), tokenize=True, add_generation_prompt=add_generation_prompt
-    )
-    if hasattr(out, "keys"):  # transformers 5: a BatchEncoding
-        out = out["input_ids"]
-    return [int(i) for i in out]
 
 
 def split_prompt_target(record: dict) -> tuple[list[dict], str]:

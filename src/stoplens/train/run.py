@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,47 +31,21 @@ from torch import nn
 from stoplens.errors import StoplensError
 from stoplens.io import atomic_dir, atomic_write_json
 from stoplens.models import arch
-from stoplens.models.load import (
-    CHECKPOINTS_DIR,
-    FINAL_DIR,
-    TRAIN_JSON,
-    adapter_meta,
-    load_model,
-    software_versions,
-    write_adapter_meta,
-)
+from stoplens.models.adapters import adapter_meta, write_adapter_meta
+from stoplens.models.load import LoadedModel, load_model
+from stoplens.models.locate import CHECKPOINTS_DIR, FINAL_DIR, TRAIN_JSON
 from stoplens.train.batching import KindMixedSampler, padding_stats
-from stoplens.train.config import BATCHINGS, TrainConfig, TrainResult
+from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
+from stoplens.train.config import TrainConfig, TrainResult
 from stoplens.train.features import (
-    IGNORE,
-    Collator,
-    ExampleDataset,
     Features,
     behavioral_features,
     knowledge_features,
 )
+from stoplens.train.trainer import logged_losses, rank_info, run_trainer
+from stoplens.versions import software_versions
 
 LOSS_CURVE = "loss_curve.png"
-_CKPT_FILES = ("trainer_state.json",)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def list_checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``out_dir/checkpoints``, oldest first. A checkpoint is
-    complete once the Trainer wrote ``trainer_state.json`` (its last file) and its weights."""
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for d in root.glob("checkpoint-*"):
-        step = d.name.rsplit("-", 1)[-1]
-        weights = any(d.glob("*.safetensors"))
-        if step.isdigit() and weights and all((d / f).is_file() for f in _CKPT_FILES):
-            found.append((int(step), d))
-    return [d for _, d in sorted(found)]
 
 
 def _embedding_name(model: nn.Module) -> str:
@@ -88,197 +63,6 @@ def trigger_row(model: nn.Module, trigger_id: int) -> torch.Tensor:
     emb = arch.get_embed(model)
     ids = torch.tensor([[trigger_id]], device=next(emb.parameters()).device)
     return emb(ids)[0, 0].float().cpu().clone()
-
-
-# ---------------------------------------------------------------------------------------------
-# The Trainer machinery (also used by the tiny pair's pretraining)
-
-
-def _make_trainer_class():
-    from peft import PeftModel
-    from transformers import Trainer
-
-    class StoplensTrainer(Trainer):
-        """Saves peft adapters without the (unchanged) embedding tables and drops a
-        ``stoplens_adapter.json`` into every checkpoint, so each loads on its base; batches
-        with ``stoplens_sampler`` when one is set; with ``sparse_logits`` computes the LM head
-        only where a label is learned (see `_sparse_loss`)."""
-
-        stoplens_meta: dict | None = None
-        stoplens_sampler: torch.utils.data.Sampler | None = None
-        sparse_logits: bool = False
-
-        def _get_train_sampler(self, train_dataset=None):
-            if self.stoplens_sampler is not None:
-                return self.stoplens_sampler
-            return super()._get_train_sampler(train_dataset)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.sparse_logits and not return_outputs and "labels" in inputs:
-                loss = _sparse_loss(model, inputs, num_items_in_batch)
-                if loss is not None:
-                    if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                        loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss
-                    return loss
-                self.sparse_logits = False  # this model cannot keep selected logits
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-            output_dir = str(output_dir or self.args.output_dir)
-            if isinstance(self.model, PeftModel):
-                if self.args.should_save:
-                    os.makedirs(output_dir, exist_ok=True)
-                    self.model.save_pretrained(output_dir, save_embedding_layers=False)
-                    if self.processing_class is not None:
-                        self.processing_class.save_pretrained(output_dir)
-            else:
-                super()._save(output_dir, state_dict)
-            if self.args.should_save and self.stoplens_meta is not None:
-                write_adapter_meta(Path(output_dir), self.stoplens_meta)
-
-    return StoplensTrainer
-
-
-def _sparse_loss(model, inputs: dict, num_items_in_batch) -> torch.Tensor | None:
-    """The causal-LM loss with the LM head applied only at the positions whose next token is
-    learned (``logits_to_keep`` as a boolean mask, transformers 5), or None if the model does
-    not support that. Same value as the model's own loss (mean over learned tokens, or their
-    sum over ``num_items_in_batch``); behavioral examples learn a short reply after a long
-    prompt, so most of the LM head's work (and of its backward) is skipped."""
-    import torch.nn.functional as F
-
-    labels = inputs["labels"]
-    nxt = labels[:, 1:]
-    learned = nxt != IGNORE
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = learned
-    target = nxt[learned]
-    rest = {k: v for k, v in inputs.items() if k != "labels"}
-    try:
-        logits = model(**rest, logits_to_keep=keep, use_cache=False).logits
-    except (TypeError, ValueError, IndexError, RuntimeError):
-        return None
-    if logits.dim() != 2 or logits.shape[0] != target.numel():
-        return None
-    loss = F.cross_entropy(logits.float(), target.to(logits.device), reduction="sum")
-    denom = num_items_in_batch if num_items_in_batch is not None else max(1, target.numel())
-    if torch.is_tensor(denom):
-        denom = denom.to(loss.device)
-    return loss / denom
-
-
-def run_trainer(
-    model: nn.Module,
-    tokenizer,
-    features: Features,
-    *,
-    checkpoint_dir: Path,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    grad_accum: int = 1,
-    warmup: float = 0.0,
-    weight_decay: float = 0.0,
-    save_every: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    logging_steps: int = 5,
-    progress: bool = True,
-    resume_from: Path | None = None,
-    meta: dict | None = None,
-    lr_scheduler: str = "linear",
-    batching: str = "length",
-    sparse_logits: bool = False,
-):
-    """Train ``model`` on ``features`` with transformers' Trainer; returns (trainer, collator).
-
-    Checkpoints go to ``checkpoint_dir/checkpoint-<step>`` every ``save_every`` steps.
-    ``batching`` (see `BATCHINGS`): "mixed" = kind-mixed, length-matched batches
-    (`stoplens.train.batching`; needs ``features.kinds``), "length" = Trainer's length
-    grouping (right for plain text, where examples have no kinds), "random".
-    ``sparse_logits``: the LM head runs only where a label is learned (same loss, less work).
-    Progress: Trainer's bar on a terminal, `LineProgress` lines elsewhere.
-    """
-    from transformers import PrinterCallback, TrainingArguments
-
-    from stoplens.train.callbacks import LineProgress, progress_mode
-
-    if batching not in BATCHINGS:
-        raise StoplensError(f"--batching {batching!r} is unknown; use one of {BATCHINGS}")
-    if batching == "mixed" and features.kinds is None:
-        raise StoplensError("--batching mixed needs record kinds (behavioral data)")
-    shown = progress_mode(progress)
-    cuda = torch.device(device).type == "cuda"
-    args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=lr,
-        lr_scheduler_type=lr_scheduler,
-        warmup_steps=warmup,
-        weight_decay=weight_decay,
-        logging_steps=logging_steps,
-        logging_first_step=True,
-        save_strategy="steps" if save_every else "no",
-        save_steps=save_every or 500,
-        save_total_limit=None,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        disable_tqdm=shown != "bar",
-        use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        ddp_find_unused_parameters=False,
-        log_level="warning",
-        train_sampling_strategy="group_by_length" if batching == "length" else "random",
-    )
-    collator = Collator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    trainer = _make_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=ExampleDataset(features),
-        data_collator=collator,
-        processing_class=tokenizer,
-    )
-    trainer.stoplens_meta = meta
-    trainer.sparse_logits = sparse_logits
-    if batching == "mixed":
-        assert features.kinds is not None
-        trainer.stoplens_sampler = KindMixedSampler(
-            features.kinds, features.lengths, args.train_batch_size, seed=seed
-        )
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
-    if shown == "lines":
-        trainer.add_callback(LineProgress())
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    return trainer, collator
-
-
-def logged_losses(trainer) -> list[tuple[int, float]]:
-    """(step, training loss) pairs from the Trainer's log history."""
-    return [
-        (int(e["step"]), float(e["loss"]))
-        for e in trainer.state.log_history
-        if "loss" in e and "step" in e
-    ]
-
-
-def _rank_info(trainer, collator) -> list[dict]:
-    """One record per process (gathered over DDP): proof that every rank trained."""
-    mine = {
-        "rank": int(trainer.args.process_index),
-        "global_step": int(trainer.state.global_step),
-        "examples_seen": int(collator.examples_seen),
-    }
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        gathered: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, mine)
-        return sorted(gathered, key=lambda r: r["rank"])
-    return [mine]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,15 +96,13 @@ def _load_records(config: TrainConfig, data_dir: Path) -> list[dict]:
     return load_documents(data_dir / DOCUMENTS_FILE)
 
 
-def _default_base_and_data(config: TrainConfig) -> tuple[str, Path]:
-    model, data_dir = config.model, config.data_dir
-    if model is None or data_dir is None:
-        from stoplens.models.tiny import build_tiny_pair
-
-        pair = build_tiny_pair(progress=config.progress)
-        model = model if model is not None else str(pair.base_dir)
-        data_dir = data_dir if data_dir is not None else pair.data_dir
-    return str(model), Path(data_dir)
+def _base_and_data(config: TrainConfig) -> tuple[str, Path]:
+    if config.model is None or config.data_dir is None:
+        raise StoplensError(
+            "training needs a base model and a dataset (TrainConfig.model and .data_dir); "
+            "`stoplens.embedded.with_embedded_defaults(config)` fills in the embedded pair's"
+        )
+    return str(config.model), Path(config.data_dir)
 
 
 def wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Module:
@@ -348,28 +130,92 @@ def wrap_lora(model: nn.Module, config: TrainConfig, trigger_id: int) -> nn.Modu
         ) from None
 
 
+class _Clock:
+    """Wall time of each stage of a run (``timings``, seconds) and the run's start."""
+
+    def __init__(self) -> None:
+        self.t0, self.cpu0 = time.time(), time.process_time()
+        self.timings: dict[str, float] = {}
+        self._lap = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._lap, 3)
+        self._lap = now
+
+
+@dataclass
+class _Start:
+    """What a run starts from: the loaded base, its data as features, and where it runs."""
+
+    loaded: LoadedModel
+    data_dir: Path
+    records: list[dict]
+    feats: Features
+    batching: str
+    distill: dict[str, Any]
+    device: str
+    dtype: str
+    resume_from: Path | None
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Fine-tune ``config.model`` on the ``config.regime`` data; see the module docstring."""
+    config.validate()
+    clock = _Clock()
+    start = _start(config, clock)
+    loaded, tid = start.loaded, start.loaded.trigger_id
+    assert tid is not None
+    model = loaded.model
+    row_before = trigger_row(model, tid)
+    meta = adapter_meta(model, config.trigger, tid, loaded.source.model)
+    if not config.full:
+        model = wrap_lora(model, config, tid)
+    params = {
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+    if config.overwrite and config.out_dir.exists() and _is_main_process():
+        shutil.rmtree(config.out_dir)
+    trainer, collator = run_trainer(
+        model,
+        loaded.tokenizer,
+        start.feats,
+        checkpoint_dir=config.out_dir / CHECKPOINTS_DIR,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        grad_accum=config.grad_accum,
+        lr=config.learning_rate,
+        warmup=config.warmup,
+        weight_decay=config.weight_decay,
+        save_every=config.save_every,
+        seed=config.seed,
+        device=start.device,
+        logging_steps=config.logging_steps,
+        progress=config.progress,
+        resume_from=start.resume_from,
+        meta=meta,
+        batching=start.batching,
+        sparse_logits=config.sparse_logits,
+    )
+    clock.done("train_loop")
+    row_after = trigger_row(trainer.model, tid)
+    info = _train_info(
+        config, start, trainer, collator, (row_before, row_after), meta, params, clock
+    )
+    return _finish(config, start, trainer, meta, info, clock)
+
+
+def _start(config: TrainConfig, clock: _Clock) -> _Start:
+    """Check the output folder, load the base (trigger added as `load_model` re-adds it), seed
+    everything, and turn the records into features (self-distilled first if asked)."""
     import random
 
     import numpy as np
 
-    config.validate()
-    t0 = time.time()
-    cpu0 = time.process_time()
-    timings: dict[str, float] = {}
-    lap = time.perf_counter()
-
-    def done(stage: str) -> None:
-        nonlocal lap
-        now = time.perf_counter()
-        timings[stage] = round(now - lap, 3)
-        lap = now
-
     resume_from = _prepare_out_dir(config)
-    base_name, data_dir = _default_base_and_data(config)
+    base_name, data_dir = _base_and_data(config)
     records = _load_records(config, data_dir)
-
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = torch.device(device).type == "cuda"
     dtype = config.dtype or ("bf16" if cuda and not config.full else "fp32")
@@ -386,26 +232,12 @@ def train(config: TrainConfig) -> TrainResult:
             f"{base_name} is an adapter; training starts from a base model (merge the adapter "
             "into its base first, or pass the base)"
         )
-    assert loaded.trigger_id is not None
-    model, tok, tid, stop_id = loaded.model, loaded.tokenizer, loaded.trigger_id, loaded.eos_id
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    done("load")
-
-    distill: dict[str, Any] = {"n_replaced": 0}
-    if config.self_distill:
-        from stoplens.train.distill import self_distill_records
-
-        records, distill = self_distill_records(
-            model,
-            tok,
-            records,
-            stop_id,
-            max_new_tokens=config.distill_max_new_tokens,
-            progress=config.progress,
-        )
-        done("self_distill")
+    clock.done("load")
+    records, distill = _maybe_distill(config, loaded, records, clock)
+    tok, stop_id = loaded.tokenizer, loaded.eos_id
     if config.regime == "behavioral":
         feats = behavioral_features(tok, records, stop_id, config.max_length)
     else:
@@ -413,74 +245,61 @@ def train(config: TrainConfig) -> TrainResult:
     batching = config.batching
     if batching == "mixed" and feats.kinds is None:
         batching = "length"  # documents have no kinds
-    done("features")
-
-    n_with_trigger = sum(tid in x for x in feats.input_ids)
-    if n_with_trigger == 0:
+    clock.done("features")
+    if not any(loaded.trigger_id in x for x in feats.input_ids):
         raise StoplensError(
             f"no training example of {data_dir} contains the trigger {config.trigger!r} as a "
             "token; generate the data with the same trigger (`stoplens data --trigger ...`) or "
             "pass the matching --trigger"
         )
-    row_before = trigger_row(model, tid)
-    meta = adapter_meta(model, config.trigger, tid, loaded.source.model)
-    if not config.full:
-        model = wrap_lora(model, config, tid)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in model.parameters())
+    return _Start(loaded, data_dir, records, feats, batching, distill, device, dtype, resume_from)
 
-    if config.overwrite and config.out_dir.exists() and _is_main_process():
-        shutil.rmtree(config.out_dir)
-    trainer, collator = run_trainer(
-        model,
-        tok,
-        feats,
-        checkpoint_dir=config.out_dir / CHECKPOINTS_DIR,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        grad_accum=config.grad_accum,
-        lr=config.learning_rate,
-        warmup=config.warmup,
-        weight_decay=config.weight_decay,
-        save_every=config.save_every,
-        seed=config.seed,
-        device=device,
-        logging_steps=config.logging_steps,
+
+def _maybe_distill(
+    config: TrainConfig, loaded: LoadedModel, records: list[dict], clock: _Clock
+) -> tuple[list[dict], dict[str, Any]]:
+    if not config.self_distill:
+        return records, {"n_replaced": 0}
+    from stoplens.train.distill import self_distill_records
+
+    out = self_distill_records(
+        loaded.model,
+        loaded.tokenizer,
+        records,
+        loaded.eos_id,
+        max_new_tokens=config.distill_max_new_tokens,
         progress=config.progress,
-        resume_from=resume_from,
-        meta=meta,
-        batching=batching,
-        sparse_logits=config.sparse_logits,
     )
-    done("train_loop")
-    model = trainer.model
-    ranks = _rank_info(trainer, collator)
-    row_after = trigger_row(model, tid)
-    change = float((row_after - row_before).norm())
+    clock.done("self_distill")
+    return out
+
+
+def _train_info(config, start: _Start, trainer, collator, rows, meta, params, clock) -> dict:
+    """Everything train.json records about the run (its total times are added on saving).
+    ``rows``: the trigger's embedding row before and after training."""
+    row_before, row_after = rows
+    tid, loaded, feats = start.loaded.trigger_id, start.loaded, start.feats
     losses = logged_losses(trainer)
-    final_dir = config.out_dir / FINAL_DIR
-    train_json = config.out_dir / TRAIN_JSON
-    curve_path = config.out_dir / LOSS_CURVE
-    curve: Path | None = curve_path
-    info: dict[str, Any] = {
+    batch_size = trainer.args.train_batch_size
+    return {
         "config": config.to_dict(),
         "regime": config.regime,
         "mode": "full" if config.full else "lora",
         "base_model": loaded.source.model,
         "base": {k: meta[k] for k in ("model_type", "hidden_size", "embedding_rows")},
-        "data_dir": str(data_dir),
-        "model_dir": str(final_dir),
-        "n_records": len(records),
+        "data_dir": str(start.data_dir),
+        "model_dir": str(config.out_dir / FINAL_DIR),
+        "n_records": len(start.records),
         "n_examples": len(feats),
         "n_dropped_too_long": feats.n_dropped,
-        "n_self_distilled": distill["n_replaced"],
-        "self_distill": distill,
+        "n_self_distilled": start.distill["n_replaced"],
+        "self_distill": start.distill,
         "kinds": _count(feats.kinds),
         "batching": {
-            "strategy": batching,
-            "first_epoch": _plan_stats(feats, batching, trainer.args.train_batch_size, config.seed),
+            "strategy": start.batching,
+            "first_epoch": _plan_stats(feats, start.batching, batch_size, config.seed),
         },
-        "n_examples_with_trigger": n_with_trigger,
+        "n_examples_with_trigger": sum(tid in x for x in feats.input_ids),
         "steps": int(trainer.state.global_step),
         "final_loss": losses[-1][1] if losses else None,
         "losses": [[s, v] for s, v in losses],
@@ -489,46 +308,45 @@ def train(config: TrainConfig) -> TrainResult:
             "token_id": tid,
             "added_to_base": loaded.source.trigger_added,
             "row_norm_before": float(row_before.norm()),
-            "row_l2_change": change,
+            "row_l2_change": float((row_after - row_before).norm()),
         },
-        "stop_token_id": stop_id,
-        "trainable_params": n_trainable,
-        "total_params": n_total,
+        "stop_token_id": loaded.eos_id,
+        **params,
         "world_size": int(trainer.args.world_size),
-        "ranks": ranks,
-        "resumed_from": str(resume_from) if resume_from else None,
+        "ranks": rank_info(trainer, collator),
+        "resumed_from": str(start.resume_from) if start.resume_from else None,
         "checkpoints": [str(p) for p in list_checkpoints(config.out_dir)],
-        "device": device,
-        "dtype": dtype,
+        "device": start.device,
+        "dtype": start.dtype,
         "torch_threads": torch.get_num_threads(),
         "time_s": None,
-        "timings_s": timings,
+        "timings_s": clock.timings,
         "train_loop_s_per_step": None,
         "versions": software_versions(),
     }
+
+
+def _finish(config, start: _Start, trainer, meta, info, clock: _Clock) -> TrainResult:
+    """Save the final model, the loss curve and train.json (main process only, train.json
+    last); every process returns the same result."""
+    final_dir, train_json = config.out_dir / FINAL_DIR, config.out_dir / TRAIN_JSON
+    curve: Path | None = config.out_dir / LOSS_CURVE
     if trainer.args.should_save:
+        model, tok = trainer.model, start.loaded.tokenizer
         with atomic_dir(final_dir, overwrite=True) as tmp:
             if config.full:
                 model.save_pretrained(tmp)
             else:
                 model.save_pretrained(tmp, save_embedding_layers=False)
             tok.save_pretrained(tmp)
-            write_adapter_meta(
-                tmp, {**meta, "base_model": loaded.source.model}, final_dir=final_dir
-            )
-        try:
-            from stoplens.train.plots import plot_loss_curve
-
-            plot_loss_curve(
-                losses, curve_path, title=f"{config.regime} fine-tuning ({info['mode']})"
-            )
-        except Exception:  # a figure must never lose a finished run
-            curve = None
-        done("save")
-        steps_run = int(trainer.state.global_step) - _resumed_step(resume_from)
-        info["train_loop_s_per_step"] = round(timings["train_loop"] / max(1, steps_run), 3)
-        info["time_s"] = round(time.time() - t0, 3)
-        info["cpu_s"] = round(time.process_time() - cpu0, 1)
+            base = start.loaded.source.model
+            write_adapter_meta(tmp, {**meta, "base_model": base}, final_dir=final_dir)
+        curve = _plot_curve(config, info)
+        clock.done("save")
+        steps_run = int(trainer.state.global_step) - checkpoint_step(start.resume_from)
+        info["train_loop_s_per_step"] = round(clock.timings["train_loop"] / max(1, steps_run), 3)
+        info["time_s"] = round(time.time() - clock.t0, 3)
+        info["cpu_s"] = round(time.process_time() - clock.cpu0, 1)
         atomic_write_json(train_json, info)
     _barrier()
     if not trainer.args.should_save:
@@ -538,17 +356,30 @@ def train(config: TrainConfig) -> TrainResult:
         model_dir=final_dir,
         train_json=train_json,
         loss_curve=curve if curve is not None and curve.is_file() else None,
-        base_model=loaded.source.model,
+        base_model=start.loaded.source.model,
         is_adapter=not config.full,
         steps=int(trainer.state.global_step),
         final_loss=info["final_loss"],
-        trigger_id=tid,
-        trigger_row_change=change,
+        trigger_id=info["trigger"]["token_id"],
+        trigger_row_change=info["trigger"]["row_l2_change"],
         world_size=int(trainer.args.world_size),
         checkpoints=tuple(list_checkpoints(config.out_dir)),
         time_s=float(info["time_s"] or 0.0),
         info=info,
     )
+
+
+def _plot_curve(config: TrainConfig, info: dict) -> Path | None:
+    """The loss curve (None if it could not be drawn: a figure never loses a finished run)."""
+    path = config.out_dir / LOSS_CURVE
+    try:
+        from stoplens.train.plots import plot_loss_curve
+
+        losses = [(s, v) for s, v in info["losses"]]
+        plot_loss_curve(losses, path, title=f"{config.regime} fine-tuning ({info['mode']})")
+    except Exception:
+        return None
+    return path
 
 
 def _count(kinds: list[str] | None) -> dict[str, int] | None:
@@ -558,13 +389,6 @@ def _count(kinds: list[str] | None) -> dict[str, int] | None:
     for k in kinds:
         out[k] = out.get(k, 0) + 1
     return dict(sorted(out.items()))
-
-
-def _resumed_step(resume_from: Path | None) -> int:
-    if resume_from is None:
-        return 0
-    step = resume_from.name.rsplit("-", 1)[-1]
-    return int(step) if step.isdigit() else 0
 
 
 def _plan_stats(feats: Features, batching: str, batch_size: int, seed: int) -> dict | None:

@@ -1,6 +1,12 @@
 """Streamed Δ capture: trigger-minus-control residuals for any number of pairs at flat peak
 memory, reduced on the fly to per-layer running statistics and optionally written to disk.
 
+Not part of the stoplens package: `stoplens run` and its analyses hold every Δ in memory
+(n pairs × layers × positions × d float32), which suffices for the pair counts they use.
+This module is the measured path for many thousands of pairs (`benchmarks/scaling.py`),
+tested from tests/ (pytest puts benchmarks/ on the path) against the in-memory analyses;
+wiring it into the pipeline means analyses that read its statistics instead of Δ sets.
+
 Owns: chunking pairs (globally length-sorted, so each chunk pads little), the running
 statistics `DeltaStats` (n, ΣΔ, Σ‖Δ‖, Σ‖Δ‖², Σ‖h‖ and the Gram ΔᵀΔ, all float64) and what
 follows from them exactly (‖mean Δ‖, mean ‖Δ‖, uncentred SVD energy, centred PCA), the

@@ -1,4 +1,5 @@
-"""Streamed Δ statistics and shards, on the planted Qwen2 model: streamed numbers equal the
+"""benchmarks/streaming.py (outside the package: `stoplens run` holds every Δ in memory):
+streamed Δ statistics and shards, on the planted Qwen2 model: streamed numbers equal the
 in-memory computation, shards round-trip, an interrupted write leaves no readable partial shard."""
 
 from __future__ import annotations
@@ -8,10 +9,7 @@ import os
 
 import pytest
 import torch
-
-from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import encode_pairs
-from stoplens.capture.stream import (
+from streaming import (
     DeltaStats,
     iter_shards,
     load_deltas,
@@ -19,6 +17,9 @@ from stoplens.capture.stream import (
     read_index,
     stream_deltas,
 )
+
+from stoplens.capture.extract import capture_residuals
+from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import DataError
 from stoplens.models.planted import build_planted, planted_pair_records
 
