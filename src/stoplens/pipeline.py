@@ -450,8 +450,8 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
     """Activation patching, directions (train) / selection (val) / effects (test), held-out
     placements, base control, knowledge-vs-behavioral and checkpoint dynamics."""
     from stoplens.analyses.causal import CausalConfig, checkpoint_dynamics, cross_model, run_causal
-    from stoplens.analyses.steering import OutcomeCache
     from stoplens.capture.pairs import encode_pairs
+    from stoplens.interventions.cache import OutcomeCache
 
     ft = models.ft
     pad = ft.tokenizer.pad_token_id if ft.tokenizer.pad_token_id is not None else ft.eos_id

@@ -10,22 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.steering import (
+from stoplens.analyses.results import null_comparison
+from stoplens.analyses.steering import base_model_control, steering_effects
+from stoplens.capture.extract import kl_divergence
+from stoplens.capture.pairs import encode_pairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import (
     Ablation,
     Addition,
-    OutcomeCache,
-    base_model_control,
+    intervention_key,
+    random_directions,
+)
+from stoplens.interventions.readout import (
     greedy_tokens,
     intervened_logits,
-    intervention_key,
-    kl_divergence,
-    null_comparison,
-    random_directions,
-    steering_effects,
     stop_outcomes,
     token_nll,
 )
-from stoplens.capture.pairs import encode_pairs
 from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -11,16 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.steering import (
-    Addition,
-    OutcomeCache,
-    intervened_logits,
-    steering_effects,
-    stop_outcomes,
-)
+from stoplens.analyses.steering import steering_effects
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs
 from stoplens.capture.stream import stream_deltas
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Addition
+from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models.planted import build_planted, planted_pair_records
 
 

@@ -14,10 +14,12 @@ import pytest
 import torch
 from accelerate import cpu_offload, dispatch_model
 
-from stoplens.analyses.steering import Ablation, OutcomeCache, steering_effects
+from stoplens.analyses.steering import steering_effects
 from stoplens.capture.extract import capture_residuals, last_logits, unembed
 from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import UnsupportedArchitectureError
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation
 from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -46,19 +46,18 @@ from stoplens.analyses.directions import (
     select_direction,
 )
 from stoplens.analyses.patching import DEFAULT_GROUPS, PatchingResult, activation_patching
+from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, cosine, jsonable, wilson
 from stoplens.analyses.steering import (
-    Ablation,
     BaseControlResult,
-    OutcomeCache,
     SteeringResult,
     base_model_control,
-    dataclass_dict,
-    intervened_logits,
     steering_effects,
-    stop_outcomes,
 )
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation
+from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models import arch
 from stoplens.progress import timed
 

@@ -25,13 +25,14 @@ from torch import nn
 from stoplens.analyses.components import ComponentConfig, ComponentResult, component_patching
 from stoplens.analyses.directions import DirectionSelection
 from stoplens.analyses.generations import Condition, GenerationSet, generate_conditions
-from stoplens.analyses.steering import Ablation, Addition, SubspaceAblation, dataclass_dict
+from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.subspace import SubspaceConfig, SubspaceResult, smallest_subspace
 from stoplens.analyses.weights import WeightView, weight_view
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component
 from stoplens.errors import StoplensError
 from stoplens.interventions.artifact import DirectionArtifact, DirectionEntry, artifact_from
+from stoplens.interventions.primitives import Ablation, Addition, SubspaceAblation
 from stoplens.progress import timed
 
 

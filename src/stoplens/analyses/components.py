@@ -50,8 +50,8 @@ from torch import nn
 
 from stoplens.analyses.component_engines import attribution_patching, patch_components
 from stoplens.analyses.patching import GROUPS, position_groups
+from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import Estimate, bootstrap_mean, nan_bootstrap_mean, spearman
-from stoplens.analyses.steering import NO_JSON, dataclass_dict
 from stoplens.capture.extract import last_logits, model_device, pad_batch, run_batched, stop_score
 from stoplens.capture.hooks import add_hooks
 from stoplens.capture.pairs import EncodedPairs

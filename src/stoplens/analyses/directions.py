@@ -40,18 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import jsonable
-from stoplens.analyses.steering import (
-    NO_JSON,
-    Ablation,
-    Addition,
-    OutcomeCache,
-    dataclass_dict,
-    intervened_logits,
-    kl_divergence,
-)
-from stoplens.capture.extract import capture_residuals
+from stoplens.capture.extract import capture_residuals, kl_divergence
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation, Addition
+from stoplens.interventions.readout import intervened_logits
 from stoplens.models import arch
 from stoplens.progress import bar as progress_bar
 

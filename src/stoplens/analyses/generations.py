@@ -1,7 +1,7 @@
 """Greedy generations under intervention: what the model *says* when the stop signal is
 removed or added, beside the unintervened replies to the same prompts.
 
-Conditions (each a prompt set and an intervention, `stoplens.analyses.steering`): triggered
+Conditions (each a prompt set and an intervention, `stoplens.interventions.primitives`): triggered
 and clean baselines; triggered prompts with the direction (or a subspace) ablated; clean
 prompts with the direction added. For each condition: the decoded replies, the share that
 stop at once (first token EOS), the mean reply length, the distinct-token ratio (low = a
@@ -22,13 +22,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from stoplens.analyses.steering import (
-    GenerationExample,
-    Intervention,
-    dataclass_dict,
-    greedy_tokens,
-)
+from stoplens.analyses.results import dataclass_dict
+from stoplens.analyses.steering import GenerationExample
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.primitives import Intervention
+from stoplens.interventions.readout import greedy_tokens
 from stoplens.progress import bar
 
 PROMPTS = ("triggered", "clean")

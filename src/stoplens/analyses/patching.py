@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, nan_bootstrap_mean
-from stoplens.analyses.steering import dataclass_dict
 from stoplens.capture.extract import (
     capture_residuals,
     last_logits,

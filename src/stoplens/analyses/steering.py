@@ -1,332 +1,45 @@
-"""Interventions along a direction and their effects on stopping, measured against nulls.
+"""The effects of one direction on stopping, measured against nulls (Arditi et al. 2024).
 
-Two interventions (Arditi et al. 2024), both built from `stoplens.capture.hooks`:
+For a direction r (a difference of means) on the TEST pairs:
 
-* directional ablation: x -> x - (x.r̂) r̂ at every block input, attention output and MLP
-  output, at all positions -- "is the direction necessary?" (triggered prompts stop less);
-* activation addition: x -> x + α r at residual[layer], all positions -- "is it sufficient?"
-  (clean prompts start stopping).
+* ablate r̂ everywhere (`Ablation`) on the triggered prompts -- is r necessary? (they stop
+  less);
+* add αr at residual[layer] (`Addition`) on the clean prompts -- is r sufficient? (they start
+  stopping);
+* the same for random directions of the same norm (the null: mean, 5th/95th percentile,
+  empirical p) and for the control-vs-control direction;
+* the cost of ablation: KL(ablated || original) of clean next-token distributions and the
+  perplexity change on clean text;
+* a few greedy replies under each condition.
 
-"Stop" is the greedy first reply token being EOS (argmax of the last-position logits); the
-stop score is log p(EOS) - log(1 - p(EOS)) at that position. Every effect is reported with a
-95% CI, against >= 16 random directions of the same norm (null mean, 5th/95th percentile, an
-empirical p-value) and against the control-vs-control direction; the cost of ablation is the
-KL(ablated || original) of next-token distributions and the perplexity change on clean text.
+Every effect carries a 95% CI (`stoplens.analyses.stats`, `stoplens.analyses.results`).
 
-Owns: the intervention primitives (`Ablation`, `SubspaceAblation`, `Addition`, logits / NLL /
-greedy tokens under an intervention), `OutcomeCache` (never the same forward twice within a run) and
-`steering_effects` / `base_model_control`. Must not: choose the direction
-(`stoplens.analyses.directions`), plot, or write files.
-
-Intervals come from `stoplens.analyses.stats`; the random-direction null comparison
-(`null_comparison`) is defined here.
+Owns: `steering_effects`, `base_model_control`, their result types and the `Nulls` bundle.
+Must not: run a forward pass itself (`stoplens.interventions.readout`, cached by
+`stoplens.interventions.cache`), choose the direction (`stoplens.analyses.directions`), plot,
+or write files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.stats import Estimate, bootstrap_mean, jsonable, wilson
-from stoplens.capture.extract import (
-    Resume,
-    kl_divergence,
-    last_logits,
-    model_device,
-    pad_batch,
-    residual_sequences,
-    resume_from,
-    run_batched,
-    stop_score,
-)
-from stoplens.capture.hooks import (
-    add_hooks,
-    addition_edit,
-    directional_ablation_hooks,
-    residual_edit_hooks,
-    subspace_ablation_hooks,
-)
+from stoplens.analyses.results import NullComparison, dataclass_dict, mean_ci, null_comparison
+from stoplens.analyses.stats import Estimate, wilson
+from stoplens.capture.extract import kl_divergence
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation, Addition, random_directions, unit
+from stoplens.interventions.readout import greedy_tokens, intervened_logits, token_nll
 from stoplens.models import arch
 from stoplens.progress import bar as progress_bar
-
-# --- interventions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Ablation:
-    """Directional ablation of ``direction`` ([d_model], any norm) everywhere (see module doc)."""
-
-    direction: torch.Tensor
-
-    def hooks(self, model: nn.Module):
-        return directional_ablation_hooks(model, self.direction)
-
-
-@dataclass(frozen=True, eq=False)
-class SubspaceAblation:
-    """Ablation of the span of the rows of ``basis`` ([k, d_model], any k >= 1; orthonormalised
-    by the hooks) at the same sites as `Ablation`: x -> x - Q Qᵀ x."""
-
-    basis: torch.Tensor
-
-    def hooks(self, model: nn.Module):
-        return subspace_ablation_hooks(model, self.basis)
-
-
-@dataclass(frozen=True, eq=False)
-class Addition:
-    """Add ``vector`` ([d_model]) to residual[``layer``] at all positions."""
-
-    vector: torch.Tensor
-    layer: int
-
-    def hooks(self, model: nn.Module):
-        return residual_edit_hooks(model, self.layer, addition_edit(self.vector))
-
-
-Intervention = Ablation | SubspaceAblation | Addition
-
-
-def _factory(model: nn.Module, intervention: Intervention | None):
-    if intervention is None:
-        return None
-    pre, post = intervention.hooks(model)
-    return lambda idx, ids: (pre, post)
-
-
-def intervened_logits(
-    model: nn.Module,
-    seqs: Sequence[Sequence[int]],
-    intervention: Intervention | None = None,
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
-    resume: Resume | None = None,
-) -> torch.Tensor:
-    """Last-position next-token logits [n, vocab] (float32, CPU) under ``intervention``
-    (``resume``: start from stored activations, see `stoplens.capture.extract.Resume`)."""
-    return last_logits(
-        model,
-        seqs,
-        pad_id=pad_id,
-        batch_size=batch_size,
-        hook_factory=_factory(model, intervention),
-        resume=resume,
-        progress=False,
-    )
-
-
-def stop_outcomes(logits: torch.Tensor, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(stops bool [n]: greedy first token is EOS, stop scores float64 [n]) from [n, vocab]."""
-    stops = (logits.argmax(dim=-1) == eos_id).cpu().numpy()
-    scores = stop_score(logits, eos_id).double().cpu().numpy()
-    assert not np.isnan(scores).any(), "stop scores contain NaN"
-    return stops, scores
-
-
-@torch.no_grad()
-def token_nll(
-    model: nn.Module,
-    seqs: Sequence[Sequence[int]],
-    starts: Sequence[int] | None = None,
-    intervention: Intervention | None = None,
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed next-token NLL of tokens ``starts[i]..len-1`` of each sequence (default from 1)
-    and their count: (nll float64 [n], count int [n]). Full forward (all positions' logits)."""
-    starts = [1] * len(seqs) if starts is None else [max(1, int(s)) for s in starts]
-    device = model_device(model)
-    factory = _factory(model, intervention)
-
-    def one_batch(idx: list[int]) -> torch.Tensor:
-        ids, mask, pos = pad_batch([seqs[i] for i in idx], pad_id, device)
-        pre, post = factory(idx, ids) if factory else ((), ())
-        with add_hooks(pre, post):
-            logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
-            ).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        tgt = ids[:, 1:]
-        nll = -logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # [B, T-1], predicts token t+1
-        out = torch.zeros(len(idx), 2, dtype=torch.float64)
-        for b, i in enumerate(idx):
-            s, n = starts[i], len(seqs[i])
-            out[b, 0] = nll[b, s - 1 : n - 1].double().sum().cpu()
-            out[b, 1] = max(0, n - s)
-        return out
-
-    res = run_batched(one_batch, [len(s) for s in seqs], batch_size, progress=False)
-    return res[:, 0].numpy(), res[:, 1].numpy().astype(int)
-
-
-@torch.no_grad()
-def greedy_tokens(
-    model: nn.Module,
-    seqs: Sequence[Sequence[int]],
-    n_tokens: int,
-    eos_id: int,
-    intervention: Intervention | None = None,
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
-) -> list[list[int]]:
-    """Up to ``n_tokens`` greedy reply tokens per prompt (stopping after EOS), batched, with
-    ``intervention`` active on every step. Meant for a handful of report examples."""
-    outs: list[list[int]] = [[] for _ in seqs]
-    active = list(range(len(seqs)))
-    for _ in range(n_tokens):
-        if not active:
-            break
-        cur = [list(seqs[i]) + outs[i] for i in active]
-        logits = intervened_logits(model, cur, intervention, pad_id=pad_id, batch_size=batch_size)
-        nxt = logits.argmax(dim=-1).tolist()
-        for i, t in zip(active, nxt, strict=True):
-            outs[i].append(int(t))
-        active = [i for i in active if outs[i][-1] != eos_id]
-    return outs
-
-
-def random_directions(d: int, n: int, seed: int) -> torch.Tensor:
-    """``n`` random unit vectors in R^d, [n, d] float32, seeded (Gaussian, normalised).
-    Drawn one row at a time, so the first k rows are the same for every n >= k: nulls of
-    different sizes with one seed share their directions (and `OutcomeCache` entries)."""
-    g = torch.Generator().manual_seed(int(seed))
-    v = torch.stack([torch.randn(d, generator=g, dtype=torch.float64) for _ in range(n)])
-    return (v / v.norm(dim=-1, keepdim=True)).float()
-
-
-def _digest(t: torch.Tensor) -> str:
-    return hashlib.sha1(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def intervention_key(intervention: Intervention | None) -> tuple:
-    """A hashable identity of an intervention: kind, layer and the exact float32 bytes of the
-    vector (for an ablation, of the unit direction the hooks use). Vectors that differ in any
-    bit are different interventions."""
-    if intervention is None:
-        return ("none",)
-    if isinstance(intervention, Ablation):
-        return ("ablation", _digest(_unit(intervention.direction)))
-    if isinstance(intervention, SubspaceAblation):
-        return ("subspace", tuple(intervention.basis.shape), _digest(intervention.basis))
-    return ("addition", int(intervention.layer), _digest(intervention.vector))
-
-
-class OutcomeCache:
-    """Per-prompt stop outcomes (greedy first token is EOS; stop score) of one model under an
-    intervention, computed once and looked up afterwards.
-
-    The causal suite asks the same question many times: the unintervened TEST prompts and the
-    random-direction ablations (seeded, so the same directions) recur in the main effects,
-    in every held-out-placement split (whose prompts are subsets of TEST) and in the
-    cross-model effects. Only the two numbers per (intervention, prompt) are kept, never the
-    logits, so memory is O(prompts x interventions), independent of the vocabulary.
-
-    An addition at residual[k] does not change blocks 0..k-1, and the suite adds many vectors
-    (the direction at several α, its random nulls) at the same k to the same prompts. So for
-    0 < k < L the clean prompts' residual[k] is kept (n x len x d, model dtype, on CPU; for
-    the last layer asked for only, so a layer sweep does not accumulate them) and each
-    addition runs only blocks k..L-1 from it.
-
-    Scoped to one run (create it, pass it to the calls that may share work, drop it); there is
-    no global cache. ``forwards`` / ``hits`` count computed and reused prompt evaluations."""
-
-    def __init__(self, model: nn.Module, eos_id: int) -> None:
-        self.model = model
-        self.eos_id = int(eos_id)
-        self._rows: dict[tuple[tuple, tuple[int, ...]], tuple[bool, float]] = {}
-        self._resid: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
-        self.forwards = 0
-        self.hits = 0
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @property
-    def stored_residuals(self) -> int:
-        """Number of (layer, prompt) residuals kept for resumed additions."""
-        return len(self._resid)
-
-    def check(self, model: nn.Module, eos_id: int) -> None:
-        """Raise unless this cache belongs to ``model`` and ``eos_id``."""
-        if model is not self.model or int(eos_id) != self.eos_id:
-            raise ValueError("OutcomeCache: built for another model or EOS id; use one per model")
-
-    def store(
-        self, seqs: Sequence[Sequence[int]], intervention: Intervention | None, logits: torch.Tensor
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Record the outcomes of already computed last-position ``logits`` [n, vocab] and
-        return them as `stop_outcomes` does."""
-        stops, scores = stop_outcomes(logits, self.eos_id)
-        self.forwards += len(seqs)
-        key = intervention_key(intervention)
-        for s, st, sc in zip(seqs, stops, scores, strict=True):
-            self._rows[(key, tuple(int(t) for t in s))] = (bool(st), float(sc))
-        return stops, scores
-
-    def outcomes(
-        self,
-        seqs: Sequence[Sequence[int]],
-        intervention: Intervention | None,
-        *,
-        pad_id: int = 0,
-        batch_size: int = 32,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(stops bool [n], stop scores float64 [n]) of ``seqs`` under ``intervention``;
-        only the prompts not seen before under it are run (in one batched pass)."""
-        key = intervention_key(intervention)
-        tuples = [tuple(int(t) for t in s) for s in seqs]
-        missing = list(dict.fromkeys(t for t in tuples if (key, t) not in self._rows))
-        if missing:
-            resume = None
-            if isinstance(intervention, Addition):
-                resume = self._resume(intervention.layer, missing, pad_id, batch_size)
-            logits = intervened_logits(
-                self.model, missing, intervention, pad_id=pad_id, batch_size=batch_size,
-                resume=resume,
-            )  # fmt: skip
-            self.store(missing, intervention, logits)
-        self.hits += len(tuples) - len(missing)
-        rows = [self._rows[(key, t)] for t in tuples]
-        stops = np.array([r[0] for r in rows], dtype=bool)
-        scores = np.array([r[1] for r in rows], dtype=np.float64)
-        return stops, scores
-
-    def _resume(
-        self, layer: int, seqs: list[tuple[int, ...]], pad_id: int, batch_size: int
-    ) -> Resume | None:
-        """Start at block ``layer`` from the kept residual[layer] of ``seqs`` (captured now
-        where missing); None where there is nothing to skip (layer 0 or L)."""
-        if not 0 < layer < arch.n_layers(self.model):
-            return None
-        if any(k[0] != layer for k in self._resid):  # one layer at a time bounds the memory
-            self._resid = {k: v for k, v in self._resid.items() if k[0] == layer}
-        need = [t for t in seqs if (layer, t) not in self._resid]
-        if need:
-            got = residual_sequences(
-                self.model, need, [layer], pad_id=pad_id, batch_size=batch_size
-            )[layer]
-            self._resid.update({(layer, t): h for t, h in zip(need, got, strict=True)})
-        return resume_from(layer, [self._resid[(layer, t)] for t in seqs])
-
-
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    v = v.detach().float().cpu()
-    n = v.norm()
-    if not torch.isfinite(n) or n < 1e-12:
-        raise ValueError("direction has zero (or non-finite) norm")
-    return v / n
-
 
 # --- results --------------------------------------------------------------------------------
 
@@ -503,7 +216,7 @@ def steering_effects(
     kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
     boot: dict[str, Any] = dict(n_boot=n_boot, seed=seed)
     r = direction.detach().float().cpu()
-    r_hat = _unit(r)
+    r_hat = unit(r)
     added_norm = float(alpha) * float(r.norm())
     trig, clean = pairs.trig_ids, pairs.ctrl_ids
     n = len(pairs)
@@ -542,7 +255,7 @@ def steering_effects(
     control = None
     if control_direction is not None:
         c = control_direction.detach().float().cpu()
-        c_hat = _unit(c)
+        c_hat = unit(c)
         st, _ = outcomes(trig, Ablation(c_hat))
         sa, _ = outcomes(clean, Addition(added_norm * c_hat, layer))
         sn, _ = outcomes(clean, Addition(float(alpha) * c, layer))
@@ -561,7 +274,7 @@ def steering_effects(
     kl_null_mean = None
     if cost:
         abl_c = intervened_logits(model, clean, abl, **kw)
-        kl = _mean_ci(kl_divergence(abl_c, base_c).numpy(), **boot)
+        kl = mean_ci(kl_divergence(abl_c, base_c).numpy(), **boot)
         kl_null_mean = float(np.mean(null_kl))
         if answers is not None:
             if len(answers) != n:
@@ -614,8 +327,8 @@ def steering_effects(
         baseline_false_stop_rate=wilson(int(s_bc.sum()), n),
         ablated_stop_rate=wilson(int(s_at.sum()), n),
         added_stop_rate=wilson(int(s_ac.sum()), n),
-        ablation_effect=_mean_ci(s_bt.astype(float) - s_at.astype(float), **boot),
-        addition_effect=_mean_ci(s_ac.astype(float) - s_bc.astype(float), **boot),
+        ablation_effect=mean_ci(s_bt.astype(float) - s_at.astype(float), **boot),
+        addition_effect=mean_ci(s_ac.astype(float) - s_bc.astype(float), **boot),
         ablation_null=null_comparison(float(s_bt.mean() - s_at.mean()), null_abl),
         addition_null=null_comparison(float(s_ac.mean() - s_bc.mean()), null_add),
         mean_stop_score={
@@ -672,7 +385,7 @@ def base_model_control(
     if own_direction is not None:
         conds["clean_own_added"] = (
             pairs.ctrl_ids,
-            Addition(float(added.norm()) * _unit(own_direction), layer),
+            Addition(float(added.norm()) * unit(own_direction), layer),
         )
     cache = OutcomeCache(base, eos_id)  # the additions share one stored residual
     stops, scores = {}, {}
@@ -690,71 +403,3 @@ def base_model_control(
         own_added_stop_rate_clean=rate.get("clean_own_added"),
         mean_stop_score={k: float(v.mean()) for k, v in scores.items()},
     )
-
-
-# --- nulls and JSON ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NullComparison:
-    """An observed effect against a null distribution of the same effect (e.g. random
-    directions). ``p_value`` = (1 + #{null >= observed}) / (1 + n_null) (one-sided, effect
-    expected > null; ties count against the effect)."""
-
-    observed: float
-    null: tuple[float, ...]
-    null_mean: float
-    null_p5: float
-    null_p95: float
-    p_value: float
-
-    @property
-    def n_null(self) -> int:
-        return len(self.null)
-
-    @property
-    def beyond_null(self) -> bool:
-        """Observed effect above the null's 95th percentile."""
-        return self.observed > self.null_p95
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclass_dict(self)
-        d["n_null"] = self.n_null
-        d["beyond_null"] = self.beyond_null
-        return d
-
-
-def null_comparison(observed: float, null: Sequence[float]) -> NullComparison:
-    """Compare ``observed`` with the ``null`` sample (see `NullComparison`)."""
-    x = np.asarray(list(null), dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("null_comparison: empty null")
-    p = (1 + int((x >= observed).sum())) / (1 + x.size)
-    p5, p95 = np.percentile(x, [5, 95])
-    return NullComparison(
-        observed=float(observed),
-        null=tuple(float(v) for v in x),
-        null_mean=float(x.mean()),
-        null_p5=float(p5),
-        null_p95=float(p95),
-        p_value=float(p),
-    )
-
-
-def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> Estimate:
-    """Mean over prompts of a 1-D array with its bootstrap 95% CI."""
-    est = bootstrap_mean(np.asarray(x, dtype=np.float64).ravel(), n_boot=n_boot, seed=seed)
-    assert isinstance(est, Estimate)
-    return est
-
-
-def dataclass_dict(obj: Any) -> dict[str, Any]:
-    """JSON-ready dict of a result dataclass (`stoplens.analyses.stats.jsonable` per field),
-    leaving out fields marked ``field(metadata=NO_JSON)`` (raw tensors kept for the caller)."""
-    return {
-        f.name: jsonable(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("json", True)
-    }
-
-
-NO_JSON = {"json": False}
-"""``field(metadata=NO_JSON)``: a dataclass field `dataclass_dict` leaves out (raw tensors)."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.steering import dataclass_dict
+from stoplens.analyses.results import dataclass_dict
 from stoplens.errors import StoplensError
 from stoplens.models import arch
 
