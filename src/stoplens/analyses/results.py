@@ -2,8 +2,9 @@
 effect compared with a null sample.
 
 Owns: `dataclass_dict` / `NO_JSON` (result dataclass -> JSON-ready dict), `NullComparison` /
-`null_comparison` (observed effect vs a null sample, empirical p) and `mean_ci` (a per-prompt
-mean with its bootstrap CI). Must not: run models, read files or plot. Intervals themselves
+`null_comparison` (observed effect vs a null sample, empirical p), `mean_ci` (a per-prompt
+mean with its bootstrap CI) and `Nulls` (how many random directions and resamples, which
+seed). Must not: run models, read files or plot. Intervals themselves
 are `stoplens.analyses.stats`'.
 """
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import torch
 
 from stoplens.analyses.stats import Estimate, bootstrap_mean, jsonable
+from stoplens.interventions.primitives import random_directions
 
 NO_JSON = {"json": False}
 """``field(metadata=NO_JSON)``: a dataclass field `dataclass_dict` leaves out (raw tensors)."""
@@ -80,3 +83,28 @@ def mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> Estimate:
     est = bootstrap_mean(np.asarray(x, dtype=np.float64).ravel(), n_boot=n_boot, seed=seed)
     assert isinstance(est, Estimate)
     return est
+
+
+@dataclass(frozen=True)
+class Nulls:
+    """How an effect is judged: against ``n_random`` random directions of the same norm
+    (>= 16, seeded by ``seed``) with bootstrap 95% CIs from ``n_boot`` resamples."""
+
+    n_random: int = 32
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_random < 16:
+            raise ValueError(
+                f"n_random must be >= 16 (got {self.n_random}): fewer random directions "
+                "make the null's 95th percentile and p-value meaningless"
+            )
+
+    def directions(self, d: int) -> torch.Tensor:
+        """The random unit directions [n_random, d] (`random_directions`)."""
+        return random_directions(d, self.n_random, self.seed)
+
+    def ci(self, x: np.ndarray) -> Estimate:
+        """Mean over prompts with its bootstrap 95% CI."""
+        return mean_ci(x, n_boot=self.n_boot, seed=self.seed)

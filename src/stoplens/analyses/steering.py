@@ -14,7 +14,7 @@ For a direction r (a difference of means) on the TEST pairs:
 
 Every effect carries a 95% CI (`stoplens.analyses.stats`, `stoplens.analyses.results`).
 
-Owns: `steering_effects`, `base_model_control`, their result types and the `Nulls` bundle.
+Owns: `steering_effects`, its result types and the `Steering` / `Examples` bundles.
 Must not: run a forward pass itself (`stoplens.interventions.readout`, cached by
 `stoplens.interventions.cache`), choose the direction (`stoplens.analyses.directions`), plot,
 or write files.
@@ -29,34 +29,54 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from stoplens.analyses.results import NullComparison, dataclass_dict, mean_ci, null_comparison
+from stoplens.analyses.generations import GenerationExample, greedy_examples
+from stoplens.analyses.results import NullComparison, Nulls, dataclass_dict, null_comparison
 from stoplens.analyses.stats import Estimate, wilson
 from stoplens.capture.extract import kl_divergence
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
-from stoplens.interventions.primitives import Ablation, Addition, random_directions, unit
-from stoplens.interventions.readout import greedy_tokens, intervened_logits, token_nll
+from stoplens.interventions.primitives import Ablation, Addition, unit
+from stoplens.interventions.readout import Readout
 from stoplens.models import arch
 from stoplens.progress import bar as progress_bar
 
+# --- what is tested, and against what ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Steering:
+    """One direction as the two interventions test it: ``direction`` r ([d_model], the raw
+    mean difference) is ablated as r̂ everywhere, and α r (norm ``added_norm`` = α‖r‖) is
+    added at residual[``layer``]. A `DirectionSelection` has the same three fields."""
+
+    direction: torch.Tensor
+    layer: int
+    alpha: float
+
+    @classmethod
+    def of(cls, selection: Any) -> Steering:
+        """The selected direction, layer and α of a `DirectionSelection`."""
+        return cls(selection.direction, selection.layer, selection.alpha)
+
+    @property
+    def r(self) -> torch.Tensor:
+        return self.direction.detach().float().cpu()
+
+    @property
+    def added_norm(self) -> float:
+        return float(self.alpha) * float(self.r.norm())
+
+    def ablation(self, v: torch.Tensor | None = None) -> Ablation:
+        """Ablate r̂ (or the unit vector of ``v``)."""
+        return Ablation(unit(self.r if v is None else v))
+
+    def addition(self, v: torch.Tensor | None = None) -> Addition:
+        """Add α r (or ``v`` rescaled to the same norm) at ``layer``."""
+        return Addition(self.added_norm * unit(self.r if v is None else v), self.layer)
+
+
 # --- results --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GenerationExample:
-    """Greedy reply tokens for one prompt under one condition."""
-
-    pair_id: str
-    placement: str
-    condition: str  # triggered | triggered+ablation | clean | clean+addition
-    tokens: tuple[int, ...]
-    text: str | None
-    stopped: bool  # first token is EOS
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_dict(self)
 
 
 @dataclass(frozen=True)
@@ -121,42 +141,19 @@ class SteeringResult:
         return dataclass_dict(self)
 
 
-@dataclass(frozen=True)
-class BaseControlResult:
-    """The same interventions on the base (not fine-tuned) model: nothing stop-like expected.
-    Rates with Wilson 95% CIs; ``own_added_stop_rate``: the base model's own mean-difference
-    direction added (if given)."""
-
-    layer: int
-    alpha: float
-    n: int
-    stop_rate_triggered: Estimate
-    stop_rate_clean: Estimate
-    ablated_stop_rate_triggered: Estimate
-    added_stop_rate_clean: Estimate
-    own_added_stop_rate_clean: Estimate | None
-    mean_stop_score: dict[str, float]
-
-    @property
-    def max_stop_rate(self) -> Estimate:
-        """The most stop-like of the measured conditions."""
-        cands = [
-            self.stop_rate_triggered,
-            self.stop_rate_clean,
-            self.ablated_stop_rate_triggered,
-            self.added_stop_rate_clean,
-        ]
-        if self.own_added_stop_rate_clean is not None:
-            cands.append(self.own_added_stop_rate_clean)
-        return max(cands, key=lambda e: e.value)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclass_dict(self)
-        d["max_stop_rate"] = self.max_stop_rate.to_dict()
-        return d
-
-
 # --- the analyses ----------------------------------------------------------------------------
+
+Outcomes = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Condition name -> (stops bool [n], stop scores float64 [n]) over the pairs."""
+
+
+BY_PLACEMENT = {
+    "stop_rate": "triggered",
+    "ablated_stop_rate": "triggered_ablated",
+    "false_stop_rate": "clean",
+    "added_stop_rate": "clean_added",
+}
+"""Per-placement rate name -> the condition whose stops it averages."""
 
 
 def _rate_by_placement(pairs: EncodedPairs, cols: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -168,238 +165,238 @@ def _rate_by_placement(pairs: EncodedPairs, cols: dict[str, np.ndarray]) -> dict
     return out
 
 
+def _conditions(steering: Steering) -> dict[str, tuple[str, Any]]:
+    """The four conditions by name: (which prompts, intervention)."""
+    return {
+        "triggered": ("triggered", None),
+        "triggered_ablated": ("triggered", steering.ablation()),
+        "clean": ("clean", None),
+        "clean_added": ("clean", steering.addition()),
+    }
+
+
+def _prompts(pairs: EncodedPairs, which: str) -> list[list[int]]:
+    return pairs.trig_ids if which == "triggered" else pairs.ctrl_ids
+
+
+def _outcomes(
+    readout: Readout, cache: OutcomeCache, pairs: EncodedPairs, steering: Steering, cost: bool
+) -> tuple[Outcomes, torch.Tensor | None]:
+    """Stop outcomes of the four conditions, and (when ``cost``) the clean prompts' full
+    next-token logits [n, vocab], which the KL cost compares against."""
+    clean_logits = None
+    out: Outcomes = {}
+    for name, (which, iv) in _conditions(steering).items():
+        seqs = _prompts(pairs, which)
+        if name == "clean" and cost:
+            clean_logits = readout.logits(seqs)
+            out[name] = cache.store(seqs, None, clean_logits)
+        else:
+            out[name] = cache.read(readout, seqs, iv)
+    return out, clean_logits
+
+
+def _effects(out: Outcomes) -> dict[str, np.ndarray]:
+    """Per-prompt paired effects: ablation = triggered - ablated, addition = added - clean."""
+    f = {k: v[0].astype(float) for k, v in out.items()}
+    return {
+        "ablation": f["triggered"] - f["triggered_ablated"],
+        "addition": f["clean_added"] - f["clean"],
+    }
+
+
+def _observed(out: Outcomes) -> dict[str, float]:
+    """The two effects as differences of stop rates, computed exactly as the null's are."""
+    rate = {k: v[0].mean() for k, v in out.items()}
+    return {
+        "ablation": float(rate["triggered"] - rate["triggered_ablated"]),
+        "addition": float(rate["clean_added"] - rate["clean"]),
+    }
+
+
+def _random_nulls(
+    readout: Readout,
+    cache: OutcomeCache,
+    pairs: EncodedPairs,
+    steering: Steering,
+    nulls: Nulls,
+    out: Outcomes,
+    clean_logits: torch.Tensor | None,
+    progress: bool,
+) -> dict[str, list[float]]:
+    """The ablation and addition effects (and, with ``clean_logits``, the KL cost) of each
+    random direction of the same norm."""
+    base_t, base_c = out["triggered"][0].mean(), out["clean"][0].mean()
+    null: dict[str, list[float]] = {"ablation": [], "addition": [], "kl": []}
+    bar = progress_bar(
+        total=nulls.n_random, desc="causal: random-direction nulls", enabled=progress
+    )
+    for rk in nulls.directions(steering.r.numel()):
+        bar.update(1)
+        ablated = cache.read(readout, pairs.trig_ids, Ablation(rk))[0]
+        added = cache.read(
+            readout, pairs.ctrl_ids, Addition(steering.added_norm * rk, steering.layer)
+        )[0]
+        null["ablation"].append(float(base_t - ablated.mean()))
+        null["addition"].append(float(added.mean() - base_c))
+        if clean_logits is not None:
+            kl = kl_divergence(readout.logits(pairs.ctrl_ids, Ablation(rk)), clean_logits)
+            null["kl"].append(float(kl.mean()))
+    bar.close()
+    return null
+
+
+def _control_effect(
+    readout: Readout,
+    cache: OutcomeCache,
+    pairs: EncodedPairs,
+    steering: Steering,
+    c: torch.Tensor,
+    out: Outcomes,
+) -> ControlDirectionEffect:
+    """The control-vs-control direction ``c`` through the same interventions (same norm and
+    natural norm α c for the addition)."""
+    c = c.detach().float().cpu()
+    n = len(pairs)
+    st, _ = cache.read(readout, pairs.trig_ids, steering.ablation(c))
+    sa, _ = cache.read(readout, pairs.ctrl_ids, steering.addition(c))
+    sn, _ = cache.read(readout, pairs.ctrl_ids, Addition(float(steering.alpha) * c, steering.layer))
+    base_t, base_c = out["triggered"][0].mean(), out["clean"][0].mean()
+    return ControlDirectionEffect(
+        norm=float(c.norm()),
+        cos_to_direction=float(unit(c) @ unit(steering.r)),
+        ablated_stop_rate=wilson(int(st.sum()), n),
+        added_stop_rate_same_norm=wilson(int(sa.sum()), n),
+        added_stop_rate_natural_norm=wilson(int(sn.sum()), n),
+        ablation_effect=float(base_t - st.mean()),
+        addition_effect_same_norm=float(sa.mean() - base_c),
+        addition_effect_natural_norm=float(sn.mean() - base_c),
+    )
+
+
+def _perplexity(
+    readout: Readout,
+    pairs: EncodedPairs,
+    steering: Steering,
+    answers: Sequence[Sequence[int]] | None,
+) -> dict[str, Any]:
+    """Perplexity of the clean prompts' own tokens (or of reference ``answers`` after them)
+    without and with the ablation."""
+    clean = pairs.ctrl_ids
+    if answers is not None:
+        if len(answers) != len(pairs):
+            raise ValueError("answers: one token-id list per pair is required")
+        seqs = [list(c) + list(a) for c, a in zip(clean, answers, strict=True)]
+        starts: list[int] | None = [len(c) for c in clean]
+    else:
+        seqs, starts = [list(c) for c in clean], None
+    nll0, cnt = readout.nll(seqs, starts, None)
+    nll1, _ = readout.nll(seqs, starts, steering.ablation())
+    tot = max(1, int(cnt.sum()))
+    p0, p1 = math.exp(nll0.sum() / tot), math.exp(nll1.sum() / tot)
+    on = "answers" if answers is not None else "clean prompts"
+    return {"original": p0, "ablated": p1, "ratio": p1 / p0, "n_tokens": tot, "on": on}
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Greedy replies to show: the first ``n`` pairs, up to ``tokens`` tokens each, decoded
+    with ``tokenizer`` when given."""
+
+    n: int = 4
+    tokens: int = 8
+    tokenizer: Any = None
+
+
+def _examples(
+    readout: Readout, pairs: EncodedPairs, steering: Steering, examples: Examples
+) -> tuple[GenerationExample, ...]:
+    """Greedy replies of the first pairs under each of the four conditions."""
+    k = min(examples.n, len(pairs))
+    if k <= 0 or examples.tokens <= 0:
+        return ()
+    labels = {"triggered": "triggered", "triggered_ablated": "triggered+ablation"}
+    labels |= {"clean": "clean", "clean_added": "clean+addition"}
+    out: tuple[GenerationExample, ...] = ()
+    for name, (which, iv) in _conditions(steering).items():
+        out += greedy_examples(
+            readout, pairs, which, iv, condition=labels[name], k=k, n_tokens=examples.tokens,
+            tokenizer=examples.tokenizer,
+        )  # fmt: skip
+    return out
+
+
+def _check(readout: Readout, pairs: EncodedPairs, steering: Steering) -> None:
+    if len(pairs) == 0:
+        raise ValueError("steering_effects: no pairs")
+    L = arch.n_layers(readout.model)
+    if not 0 <= steering.layer <= L:
+        raise ValueError(f"layer {steering.layer} out of range 0..{L}")
+
+
 @torch.no_grad()
 def steering_effects(
-    model: nn.Module,
+    readout: Readout,
     pairs: EncodedPairs,
+    steering: Steering,
     *,
-    direction: torch.Tensor,
-    layer: int,
-    alpha: float,
-    eos_id: int,
-    pad_id: int = 0,
-    n_random: int = 32,
+    nulls: Nulls = Nulls(),
     control_direction: torch.Tensor | None = None,
     answers: Sequence[Sequence[int]] | None = None,
     cost: bool = True,
-    tokenizer=None,
-    n_examples: int = 4,
-    gen_tokens: int = 8,
-    batch_size: int = 32,
-    n_boot: int = 1000,
-    seed: int = 0,
+    examples: Examples = Examples(),
     cache: OutcomeCache | None = None,
     progress: bool = False,
 ) -> SteeringResult:
-    """Ablation on the triggered prompts and addition (``alpha * direction`` at residual
-    ``layer``) on the clean (control) prompts of ``pairs``, against random directions of the
-    same norm and the control-vs-control direction.
+    """Ablate r̂ on the triggered prompts and add α r at residual[layer] on the clean (control)
+    prompts of ``pairs``; the same for random directions of the same norm (``nulls``) and for
+    the control-vs-control direction ``control_direction`` (optional).
 
     Args:
-        direction: [d_model] raw mean difference r (its norm sets the added norm α‖r‖).
-        n_random: random directions in the null (>= 16).
         answers: optional reference answer token ids per pair; perplexity is then measured on
             clean prompt + answer, scoring the answer tokens only (else the clean prompt's own
             tokens).
         cost: measure KL and perplexity under ablation (off for the cheaper sub-analyses).
-        tokenizer: decodes the generated examples (optional).
-        cache: an `OutcomeCache` of ``model`` shared with other calls of the same run
-            (results are the same with or without it; only repeated work is skipped).
+        examples: greedy replies to keep (``Examples(n=0)``: none).
+        cache: an `OutcomeCache` of the readout's model shared with other calls of the same
+            run (results are the same with or without it; only repeated work is skipped).
     """
-    if n_random < 16:
-        raise ValueError(f"n_random must be >= 16 (got {n_random}); DESIGN.md §4 item 5")
-    if len(pairs) == 0:
-        raise ValueError("steering_effects: no pairs")
-    L = arch.n_layers(model)
-    if not 0 <= layer <= L:
-        raise ValueError(f"layer {layer} out of range 0..{L}")
-    kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
-    boot: dict[str, Any] = dict(n_boot=n_boot, seed=seed)
-    r = direction.detach().float().cpu()
-    r_hat = unit(r)
-    added_norm = float(alpha) * float(r.norm())
-    trig, clean = pairs.trig_ids, pairs.ctrl_ids
-    n = len(pairs)
-
-    cache = OutcomeCache(model, eos_id) if cache is None else cache
-    cache.check(model, eos_id)
-
-    def outcomes(seqs, iv):
-        return cache.outcomes(seqs, iv, **kw)
-
-    abl = Ablation(r_hat)
-    add = Addition(added_norm * r_hat, layer)
-    s_bt, sc_bt = outcomes(trig, None)
-    if cost:  # the clean baseline's full distribution is needed for KL
-        base_c = intervened_logits(model, clean, None, **kw)
-        s_bc, sc_bc = cache.store(clean, None, base_c)
-    else:
-        s_bc, sc_bc = outcomes(clean, None)
-    s_at, sc_at = outcomes(trig, abl)
-    s_ac, sc_ac = outcomes(clean, add)
-
-    # nulls: random directions of the same norm
-    null_abl, null_add, null_kl = [], [], []
-    bar = progress_bar(total=n_random, desc="causal: random-direction nulls", enabled=progress)
-    for rk in random_directions(r.numel(), n_random, seed):
-        bar.update(1)
-        null_abl.append(float(s_bt.mean() - outcomes(trig, Ablation(rk))[0].mean()))
-        null_add.append(
-            float(outcomes(clean, Addition(added_norm * rk, layer))[0].mean() - s_bc.mean())
-        )
-        if cost:
-            kl_k = kl_divergence(intervened_logits(model, clean, Ablation(rk), **kw), base_c)
-            null_kl.append(float(kl_k.mean()))
-    bar.close()
-
+    _check(readout, pairs, steering)
+    cache = OutcomeCache.of(readout) if cache is None else cache
+    out, clean_logits = _outcomes(readout, cache, pairs, steering, cost)
+    null = _random_nulls(readout, cache, pairs, steering, nulls, out, clean_logits, progress)
     control = None
     if control_direction is not None:
-        c = control_direction.detach().float().cpu()
-        c_hat = unit(c)
-        st, _ = outcomes(trig, Ablation(c_hat))
-        sa, _ = outcomes(clean, Addition(added_norm * c_hat, layer))
-        sn, _ = outcomes(clean, Addition(float(alpha) * c, layer))
-        control = ControlDirectionEffect(
-            norm=float(c.norm()),
-            cos_to_direction=float(c_hat @ r_hat),
-            ablated_stop_rate=wilson(int(st.sum()), n),
-            added_stop_rate_same_norm=wilson(int(sa.sum()), n),
-            added_stop_rate_natural_norm=wilson(int(sn.sum()), n),
-            ablation_effect=float(s_bt.mean() - st.mean()),
-            addition_effect_same_norm=float(sa.mean() - s_bc.mean()),
-            addition_effect_natural_norm=float(sn.mean() - s_bc.mean()),
-        )
-
-    kl = ppl = None
-    kl_null_mean = None
-    if cost:
-        abl_c = intervened_logits(model, clean, abl, **kw)
-        kl = mean_ci(kl_divergence(abl_c, base_c).numpy(), **boot)
-        kl_null_mean = float(np.mean(null_kl))
-        if answers is not None:
-            if len(answers) != n:
-                raise ValueError("answers: one token-id list per pair is required")
-            seqs = [list(c) + list(a) for c, a in zip(clean, answers, strict=True)]
-            starts = [len(c) for c in clean]
-        else:
-            seqs, starts = [list(c) for c in clean], None
-        nll0, cnt = token_nll(model, seqs, starts, None, **kw)
-        nll1, _ = token_nll(model, seqs, starts, abl, **kw)
-        tot = max(1, int(cnt.sum()))
-        p0, p1 = math.exp(nll0.sum() / tot), math.exp(nll1.sum() / tot)
-        ppl = {
-            "original": p0,
-            "ablated": p1,
-            "ratio": p1 / p0,
-            "n_tokens": tot,
-            "on": "answers" if answers is not None else "clean prompts",
-        }
-
-    examples: list[GenerationExample] = []
-    k = min(n_examples, n)
-    if k > 0 and gen_tokens > 0:
-        for cond, seqs_, iv in (
-            ("triggered", trig[:k], None),
-            ("triggered+ablation", trig[:k], abl),
-            ("clean", clean[:k], None),
-            ("clean+addition", clean[:k], add),
-        ):
-            toks = greedy_tokens(model, seqs_, gen_tokens, eos_id, iv, **kw)
-            for i, t in enumerate(toks):
-                examples.append(
-                    GenerationExample(
-                        pair_id=str(pairs.meta[i].get("pair_id", i)),
-                        placement=str(pairs.meta[i].get("placement", "unknown")),
-                        condition=cond,
-                        tokens=tuple(t),
-                        text=tokenizer.decode(t) if tokenizer is not None else None,
-                        stopped=bool(t and t[0] == eos_id),
-                    )
-                )
-
+        control = _control_effect(readout, cache, pairs, steering, control_direction, out)
+    kl = ppl = kl_null_mean = None
+    if clean_logits is not None:
+        ablated_logits = readout.logits(pairs.ctrl_ids, steering.ablation())
+        kl = nulls.ci(kl_divergence(ablated_logits, clean_logits).numpy())
+        kl_null_mean = float(np.mean(null["kl"]))
+        ppl = _perplexity(readout, pairs, steering, answers)
+    shown = _examples(readout, pairs, steering, examples)
+    effect, observed = _effects(out), _observed(out)
+    n = len(pairs)
+    rate = {k: wilson(int(v[0].sum()), n) for k, v in out.items()}
     return SteeringResult(
-        layer=int(layer),
-        alpha=float(alpha),
-        direction_norm=float(r.norm()),
-        added_norm=added_norm,
+        layer=int(steering.layer),
+        alpha=float(steering.alpha),
+        direction_norm=float(steering.r.norm()),
+        added_norm=steering.added_norm,
         n=n,
-        baseline_stop_rate=wilson(int(s_bt.sum()), n),
-        baseline_false_stop_rate=wilson(int(s_bc.sum()), n),
-        ablated_stop_rate=wilson(int(s_at.sum()), n),
-        added_stop_rate=wilson(int(s_ac.sum()), n),
-        ablation_effect=mean_ci(s_bt.astype(float) - s_at.astype(float), **boot),
-        addition_effect=mean_ci(s_ac.astype(float) - s_bc.astype(float), **boot),
-        ablation_null=null_comparison(float(s_bt.mean() - s_at.mean()), null_abl),
-        addition_null=null_comparison(float(s_ac.mean() - s_bc.mean()), null_add),
-        mean_stop_score={
-            "triggered": float(sc_bt.mean()),
-            "triggered_ablated": float(sc_at.mean()),
-            "clean": float(sc_bc.mean()),
-            "clean_added": float(sc_ac.mean()),
-        },
+        baseline_stop_rate=rate["triggered"],
+        baseline_false_stop_rate=rate["clean"],
+        ablated_stop_rate=rate["triggered_ablated"],
+        added_stop_rate=rate["clean_added"],
+        ablation_effect=nulls.ci(effect["ablation"]),
+        addition_effect=nulls.ci(effect["addition"]),
+        ablation_null=null_comparison(observed["ablation"], null["ablation"]),
+        addition_null=null_comparison(observed["addition"], null["addition"]),
+        mean_stop_score={k: float(v[1].mean()) for k, v in out.items()},
         control=control,
         kl=kl,
         kl_null_mean=kl_null_mean,
         perplexity=ppl,
-        by_placement=_rate_by_placement(
-            pairs,
-            {
-                "stop_rate": s_bt,
-                "ablated_stop_rate": s_at,
-                "false_stop_rate": s_bc,
-                "added_stop_rate": s_ac,
-            },
-        ),
-        examples=tuple(examples),
-    )
-
-
-@torch.no_grad()
-def base_model_control(
-    base: nn.Module,
-    pairs: EncodedPairs,
-    *,
-    direction: torch.Tensor,
-    layer: int,
-    alpha: float,
-    eos_id: int,
-    pad_id: int = 0,
-    own_direction: torch.Tensor | None = None,
-    batch_size: int = 32,
-) -> BaseControlResult:
-    """Apply the fine-tuned model's interventions (ablate r̂; add ``alpha * direction`` at
-    ``layer``) to the base model. Optionally also add the base's own mean difference
-    ``own_direction`` (scaled to the same norm). Expected: nothing stop-like."""
-    kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
-    r = direction.detach().float().cpu()
-    added = float(alpha) * r
-    n = len(pairs)
-    if n == 0:
-        raise ValueError("base_model_control: no pairs")
-    conds = {
-        "triggered": (pairs.trig_ids, None),
-        "clean": (pairs.ctrl_ids, None),
-        "triggered_ablated": (pairs.trig_ids, Ablation(r)),
-        "clean_added": (pairs.ctrl_ids, Addition(added, layer)),
-    }
-    if own_direction is not None:
-        conds["clean_own_added"] = (
-            pairs.ctrl_ids,
-            Addition(float(added.norm()) * unit(own_direction), layer),
-        )
-    cache = OutcomeCache(base, eos_id)  # the additions share one stored residual
-    stops, scores = {}, {}
-    for name, (seqs, iv) in conds.items():
-        stops[name], scores[name] = cache.outcomes(seqs, iv, **kw)
-    rate = {k: wilson(int(v.sum()), n) for k, v in stops.items()}
-    return BaseControlResult(
-        layer=int(layer),
-        alpha=float(alpha),
-        n=n,
-        stop_rate_triggered=rate["triggered"],
-        stop_rate_clean=rate["clean"],
-        ablated_stop_rate_triggered=rate["triggered_ablated"],
-        added_stop_rate_clean=rate["clean_added"],
-        own_added_stop_rate_clean=rate.get("clean_own_added"),
-        mean_stop_score={k: float(v.mean()) for k, v in scores.items()},
+        by_placement=_rate_by_placement(pairs, {k: out[c][0] for k, c in BY_PLACEMENT.items()}),
+        examples=shown,
     )

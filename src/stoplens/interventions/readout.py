@@ -35,7 +35,9 @@ from stoplens.interventions.primitives import Intervention, hook_factory
 @dataclass(frozen=True, eq=False)
 class Readout:
     """A model and how to read its stop decision: ``eos_id`` (the stop token), ``pad_id``
-    (right padding) and ``batch_size`` (prompts per forward pass; halved on out-of-memory)."""
+    (right padding) and ``batch_size`` (prompts per forward pass; halved on out-of-memory by
+    `stoplens.capture.extract.run_batched`). The methods are this module's functions with
+    these settings filled in."""
 
     model: nn.Module
     eos_id: int
@@ -49,10 +51,39 @@ class Readout:
     def logits(
         self, seqs: Sequence[Sequence[int]], intervention: Intervention | None = None
     ) -> torch.Tensor:
-        """`intervened_logits` of this model."""
+        """`intervened_logits`: last-position logits [n, vocab]."""
         return intervened_logits(
             self.model, seqs, intervention, pad_id=self.pad_id, batch_size=self.batch_size
         )
+
+    def outcomes(
+        self, seqs: Sequence[Sequence[int]], intervention: Intervention | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`stop_outcomes` of `logits`: (stops bool [n], stop scores float64 [n])."""
+        return stop_outcomes(self.logits(seqs, intervention), self.eos_id)
+
+    def nll(
+        self,
+        seqs: Sequence[Sequence[int]],
+        starts: Sequence[int] | None = None,
+        intervention: Intervention | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`token_nll`: (summed NLL float64 [n], token count int [n])."""
+        return token_nll(
+            self.model, seqs, starts, intervention, pad_id=self.pad_id, batch_size=self.batch_size
+        )
+
+    def greedy(
+        self,
+        seqs: Sequence[Sequence[int]],
+        n_tokens: int,
+        intervention: Intervention | None = None,
+    ) -> list[list[int]]:
+        """`greedy_tokens`: up to ``n_tokens`` greedy reply tokens per prompt."""
+        return greedy_tokens(
+            self.model, seqs, n_tokens, self.eos_id, intervention, pad_id=self.pad_id,
+            batch_size=self.batch_size,
+        )  # fmt: skip
 
 
 def intervened_logits(
