@@ -33,8 +33,9 @@ position in the control run (eager attention, the model's own weights).
 
 The engines (exact and first-order patching) are `stoplens.analyses.component_engines`.
 
-Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation,
-ranking); the attention of the top heads is `stoplens.analyses.head_attention`'s. Must not: plot, write files, or know module names.
+Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation).
+The ranked table is `stoplens.analyses.component_ranking`'s, the top heads' attention
+`stoplens.analyses.head_attention`'s. Must not: plot, write files, or know module names.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import torch
 from torch import nn
 
 from stoplens.analyses.component_engines import attribution_patching, patch_components
+from stoplens.analyses.component_ranking import RankedComponent, rank_components
 from stoplens.analyses.head_attention import HeadAttention, head_attention
 from stoplens.analyses.patching import GROUPS, position_groups
 from stoplens.analyses.results import NO_JSON, dataclass_dict
@@ -90,29 +92,6 @@ class ComponentEffects:
             float(self.hi[ci, gi]),
             int(self.n[ci, gi]),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_dict(self)
-
-
-@dataclass(frozen=True)
-class RankedComponent:
-    """One row of the ranked component table (effects in the ranking group).
-
-    ``exact``: mode -> exact effect (None where not exactly patched); ``null``: the
-    control-vs-control effect; ``attribution``: mode -> first-order estimate;
-    ``beyond_null``: mode -> |exact effect| >= ``min_effect``, its CI excludes 0 and lies
-    outside the null's CI (None without a null)."""
-
-    rank: int
-    name: str
-    layer: int
-    head: int | None
-    exact: dict[str, Estimate | None]
-    null: Estimate | None
-    attribution: dict[str, float]
-    attribution_rank: int
-    beyond_null: dict[str, bool | None]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_dict(self)
@@ -204,13 +183,6 @@ def _pack(mode, method, comps, groups, per, stats) -> ComponentEffects:
         mode=mode, method=method, components=tuple(c.name for c in comps), groups=tuple(groups),
         mean=mean, lo=lo, hi=hi, n=count.astype(int), per_pair=per,
     )  # fmt: skip
-
-
-def _beyond(e: Estimate, null: Estimate | None, min_effect: float) -> bool | None:
-    if null is None or not np.isfinite([e.value, e.lo, e.hi, null.lo, null.hi]).all():
-        return None
-    big = abs(e.value) >= min_effect
-    return bool(big and ((e.lo > 0 and e.lo > null.hi) or (e.hi < 0 and e.hi < null.lo)))
 
 
 def _exact_groups(comps: Sequence[Component], cfg: ComponentConfig) -> tuple[str, ...]:
@@ -356,7 +328,7 @@ def component_patching(
             null, null_attr, n_null = _null(
                 model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common
             )
-    ranking = _rank(comps, exact_set, attribution, exact, null, cfg)
+    ranking = rank_components(comps, exact_set, attribution, exact, null, cfg)
     heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
     with step("attention of the top heads", "attention"):
         attention = head_attention(
@@ -423,40 +395,3 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     full_a[pi] = raw_a
     per_a, st_a = _effects(full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, **boot)
     return null, _pack("null", "attribution", comps, (cfg.rank_group,), per_a, st_a), len(rows)
-
-
-def _rank(comps, exact_set, attribution, exact, null, cfg) -> tuple[RankedComponent, ...]:
-    g = cfg.rank_group
-    modes = list(cfg.modes)
-    gi = cfg.groups.index(g)
-    stacked = np.stack([np.abs(attribution[m].mean[:, gi]) for m in modes])
-    attr_score = np.nan_to_num(stacked, nan=-1.0).max(0)  # -1: no valid pair
-    attr_rank = {comps[int(i)]: r + 1 for r, i in enumerate(np.argsort(-attr_score, kind="stable"))}
-    in_exact = set(exact_set)
-
-    def key(c: Component) -> tuple[int, float]:
-        if c in in_exact:
-            vals = [abs(exact[m].estimate(c.name, g).value) for m in modes]
-            return (0, -float(np.nan_to_num(max(vals), nan=-1.0)))
-        return (1, -float(attr_score[comps.index(c)]))
-
-    rows = []
-    for rank, c in enumerate(sorted(comps, key=key), start=1):
-        ex = {m: exact[m].estimate(c.name, g) if c in in_exact else None for m in modes}
-        nl = null.estimate(c.name, g) if null is not None and c in in_exact else None
-        rows.append(
-            RankedComponent(
-                rank=rank,
-                name=c.name,
-                layer=c.layer,
-                head=c.head,
-                exact=ex,
-                null=nl,
-                attribution={m: float(attribution[m].mean[comps.index(c), gi]) for m in modes},
-                attribution_rank=attr_rank[c],
-                beyond_null={
-                    m: None if e is None else _beyond(e, nl, cfg.min_effect) for m, e in ex.items()
-                },
-            )
-        )
-    return tuple(rows)
