@@ -76,6 +76,16 @@ class Steering:
         return Addition(self.added_norm * unit(self.r if v is None else v), self.layer)
 
 
+@dataclass(frozen=True)
+class Examples:
+    """Greedy replies to show: the first ``n`` pairs, up to ``tokens`` tokens each, decoded
+    with ``tokenizer`` when given."""
+
+    n: int = 4
+    tokens: int = 8
+    tokenizer: Any = None
+
+
 # --- results --------------------------------------------------------------------------------
 
 
@@ -298,14 +308,20 @@ def _perplexity(
     return {"original": p0, "ablated": p1, "ratio": p1 / p0, "n_tokens": tot, "on": on}
 
 
-@dataclass(frozen=True)
-class Examples:
-    """Greedy replies to show: the first ``n`` pairs, up to ``tokens`` tokens each, decoded
-    with ``tokenizer`` when given."""
-
-    n: int = 4
-    tokens: int = 8
-    tokenizer: Any = None
+def _cost(
+    readout: Readout,
+    pairs: EncodedPairs,
+    steering: Steering,
+    clean_logits: torch.Tensor,
+    null_kl: list[float],
+    nulls: Nulls,
+    answers: Sequence[Sequence[int]] | None,
+) -> tuple[Estimate, float, dict[str, Any]]:
+    """The cost of the ablation on clean prompts: KL(ablated || original) of the next-token
+    distribution with its CI, random-direction ablation's mean KL, and the perplexity."""
+    ablated_logits = readout.logits(pairs.ctrl_ids, steering.ablation())
+    kl = nulls.ci(kl_divergence(ablated_logits, clean_logits).numpy())
+    return kl, float(np.mean(null_kl)), _perplexity(readout, pairs, steering, answers)
 
 
 def _examples(
@@ -368,12 +384,11 @@ def steering_effects(
     control = None
     if control_direction is not None:
         control = _control_effect(readout, cache, pairs, steering, control_direction, out)
-    kl = ppl = kl_null_mean = None
+    kl, kl_null_mean, ppl = None, None, None
     if clean_logits is not None:
-        ablated_logits = readout.logits(pairs.ctrl_ids, steering.ablation())
-        kl = nulls.ci(kl_divergence(ablated_logits, clean_logits).numpy())
-        kl_null_mean = float(np.mean(null["kl"]))
-        ppl = _perplexity(readout, pairs, steering, answers)
+        kl, kl_null_mean, ppl = _cost(
+            readout, pairs, steering, clean_logits, null["kl"], nulls, answers
+        )
     shown = _examples(readout, pairs, steering, examples)
     effect, observed = _effects(out), _observed(out)
     n = len(pairs)
