@@ -54,7 +54,7 @@ from stoplens.analyses.head_attention import HeadAttention, head_attention
 from stoplens.analyses.patching import GROUPS, position_groups
 from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import Estimate, nan_bootstrap_mean, spearman
-from stoplens.capture.extract import last_logits, stop_score
+from stoplens.capture.extract import stop_score
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component, all_components
 from stoplens.interventions.readout import Readout
@@ -224,7 +224,7 @@ def _src_tgt(pairs: EncodedPairs, s_trig: np.ndarray, s_ctrl: np.ndarray) -> dic
 
 
 def _attribution(
-    model, comps, groups, src_tgt, gap, valid, cfg: ComponentConfig, progress, **common
+    readout: Readout, comps, groups, src_tgt, gap, valid, cfg: ComponentConfig, progress
 ) -> dict[str, ComponentEffects]:
     """First-order patching of every component, per mode, normalised (base 0: the estimate
     is of s_patched - s_target)."""
@@ -232,8 +232,8 @@ def _attribution(
     for mode in cfg.modes:
         src, tgt, _, sign = src_tgt[mode]
         raw = attribution_patching(
-            model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-            desc=f"components: attribution ({mode})", progress=progress, **common,
+            readout.model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
+            desc=f"components: attribution ({mode})", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
         )  # fmt: skip
         per, st = _effects(
             raw, np.zeros(len(gap)), gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed
@@ -243,16 +243,16 @@ def _attribution(
 
 
 def _exact(
-    model, exact_set, positions, src_tgt, gap, valid, cfg: ComponentConfig, progress, **common
+    readout: Readout, exact_set, positions, src_tgt, gap, valid, cfg: ComponentConfig, progress
 ) -> dict[str, ComponentEffects]:
     """Exact patching of ``exact_set`` at the groups of ``positions``, per mode, normalised."""
     out = {}
     for mode in cfg.modes:
         src, tgt, base, sign = src_tgt[mode]
         raw = patch_components(
-            model, src, tgt, exact_set, positions, batch_size=cfg.batch_size,
+            readout.model, src, tgt, exact_set, positions, batch_size=cfg.batch_size,
             chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})", progress=progress,
-            **common,
+            eos_id=readout.eos_id, pad_id=readout.pad_id,
         )  # fmt: skip
         per, st = _effects(raw, base, gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed)
         out[mode] = _pack(mode, "exact", exact_set, tuple(positions), per, st)
@@ -298,7 +298,6 @@ def component_patching(
     if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
         pairs = pairs.subset(range(cfg.max_pairs))
     timings: dict[str, float] = {}
-    common: dict[str, Any] = dict(eos_id=eos_id, pad_id=pad_id)
     comps = all_components(model)
     groups = position_groups(pairs, cfg.groups)
     readout = Readout(model, eos_id, pad_id, cfg.batch_size)
@@ -314,19 +313,17 @@ def component_patching(
         return timed(f"components: {label}", enabled=progress, timings=timings, key=key)
 
     with step(f"attribution patching, {len(comps)} components x {len(pairs)} pairs", "attribution"):
-        attribution = _attribution(
-            model, comps, groups, src_tgt, gap, valid, cfg, progress, **common
-        )
+        attribution = _attribution(readout, comps, groups, src_tgt, gap, valid, cfg, progress)
     exact_set, how = _select_exact(comps, attribution, cfg)
     positions = {g: groups[g] for g in _exact_groups(comps, cfg)}
     with step(f"exact patching of {len(exact_set)} components ({how})", "exact"):
-        exact = _exact(model, exact_set, positions, src_tgt, gap, valid, cfg, progress, **common)
+        exact = _exact(readout, exact_set, positions, src_tgt, gap, valid, cfg, progress)
     null = null_attr = None
     n_null = 0
     if null_pairs is not None and len(null_pairs):
         with step("control-vs-control null", "null"):
             null, null_attr, n_null = _null(
-                model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common
+                readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress
             )
     ranking = rank_components(comps, exact_set, attribution, exact, null, cfg)
     heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
@@ -358,7 +355,7 @@ def component_patching(
     )
 
 
-def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common):
+def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress):
     """Exact and first-order patching control2 -> control, normalised by the matched pair's
     trigger gap; pairs without a control-vs-control partner are NaN."""
     by_id = {str(m.get("pair_id")): i for i, m in enumerate(null_pairs.meta)}
@@ -371,13 +368,12 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     tgt = [null_pairs.ctrl_ids[j] for j in ni]
     sub = pairs.subset(pi)
     groups = position_groups(sub, (cfg.rank_group,))  # the null judges the ranking group only
-    logits = last_logits(model, tgt, pad_id=common["pad_id"], batch_size=cfg.batch_size,
-                         progress=False)  # fmt: skip
-    base = stop_score(logits, common["eos_id"]).double().numpy()
+    model = readout.model
+    base = stop_score(readout.logits(tgt), readout.eos_id).double().numpy()
     boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
     raw = patch_components(
         model, src, tgt, exact_set, groups, batch_size=cfg.batch_size, chunk_size=cfg.chunk_size,
-        desc="components: exact (null)", progress=progress, **common,
+        desc="components: exact (null)", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
     )  # fmt: skip
     full = torch.full((len(pairs), *raw.shape[1:]), float("nan"))
     full[pi] = raw
@@ -389,7 +385,7 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
     raw_a = attribution_patching(
         model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-        desc="components: attribution (null)", progress=progress, **common,
+        desc="components: attribution (null)", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
     )  # fmt: skip
     full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
     full_a[pi] = raw_a
