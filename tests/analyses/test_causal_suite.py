@@ -118,9 +118,9 @@ def test_cross_model_direction_controls_the_other_model(planted, splits, result)
     train_b = encode_pairs(other.tokenizer, planted_pair_records(24, 34), other.trigger_id)
     pad = other.tokenizer.pad_token_id
     sel_b = select_direction(
-        other.model, mean_diff_directions(other.model, train_b, pad_id=pad),
+        Readout(other.model, other.eos_id, pad),
+        mean_diff_directions(other.model, train_b, pad_id=pad),
         encode_pairs(other.tokenizer, planted_pair_records(16, 35), other.trigger_id),
-        eos_id=other.eos_id, pad_id=pad,
     )  # fmt: skip
     test_b = encode_pairs(other.tokenizer, planted_pair_records(12, 36), other.trigger_id)
     res = cross_model(

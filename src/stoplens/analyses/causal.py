@@ -38,6 +38,7 @@ from stoplens.analyses.base_control import BaseControlResult, base_model_control
 from stoplens.analyses.directions import (
     DirectionSelection,
     MeanDiffDirections,
+    SelectionCriteria,
     candidate_layers_from_patching,
     mean_diff_directions,
     select_direction,
@@ -136,16 +137,16 @@ class CausalConfig:
         """The random-direction null and bootstrap of the TEST effects (or the held-out)."""
         return Nulls(self.n_random_heldout if heldout else self.n_random, self.n_boot, self.seed)
 
-    def selection_kw(self, candidate_layers: Sequence[int]) -> dict[str, Any]:
-        """`select_direction`'s filters and grid, restricted to ``candidate_layers``."""
-        return dict(
-            alphas=self.alphas,
+    def criteria(self, candidate_layers: Sequence[int]) -> SelectionCriteria:
+        """`select_direction`'s grid and filters, restricted to ``candidate_layers``."""
+        return SelectionCriteria(
+            alphas=tuple(self.alphas),
             kl_threshold=self.kl_threshold,
             prune_last_fraction=self.prune_last_fraction,
             ablation_threshold=self.ablation_threshold,
             ablation_max_stop_fraction=self.ablation_max_stop_fraction,
             addition_threshold=self.addition_threshold,
-            candidate_layers=candidate_layers,
+            candidate_layers=tuple(candidate_layers),
         )
 
 
@@ -258,7 +259,7 @@ def _generalization(
     sel: DirectionSelection,
     cfg: CausalConfig,
     cache: OutcomeCache,
-    select_kw: dict[str, Any],
+    criteria: SelectionCriteria,
 ) -> PlacementGeneralization:
     """One held-out-placement split: refit on TRAIN, reselect on VAL, measure on TEST."""
     train, val, test = data
@@ -266,7 +267,7 @@ def _generalization(
     return placement_generalization(
         readout, train, test, fit_placements=fit, test_placements=held, layer=sel.layer,
         alpha=sel.alpha, reference_direction=sel.direction, position=cfg.position,
-        nulls=cfg.nulls(heldout=True), cache=cache, val_pairs=val, select_kw=select_kw,
+        nulls=cfg.nulls(heldout=True), cache=cache, val_pairs=val, criteria=criteria,
     )  # fmt: skip
 
 
@@ -317,12 +318,11 @@ def run_causal(
         dirs = _directions(readout, train, cfg)
         ctrl_dirs = _directions(readout, control_pairs, cfg)
     assert dirs is not None
-    select_kw = cfg.selection_kw(candidates)
+    criteria = cfg.criteria(candidates)
     with step(f"direction selection, {len(candidates)} layers x {len(val)} VAL pairs"):
         sel = select_direction(
-            model, dirs, val, eos_id=eos_id, pad_id=pad_id, batch_size=cfg.batch_size,
-            cache=cache, progress=progress, **select_kw,
-        )  # fmt: skip
+            readout, dirs, val, criteria=criteria, cache=cache, progress=progress
+        )
     steering = Steering.of(sel)
     with step(f"effects on {len(test)} TEST pairs vs {cfg.n_random} random directions"):
         effects = steering_effects(
@@ -334,7 +334,7 @@ def run_causal(
     splits = _heldout_splits(cfg, train, test)
     with step(f"held-out placements, {len(splits)} splits"):
         gens = tuple(
-            _generalization(readout, (train, val, test), split, sel, cfg, cache, select_kw)
+            _generalization(readout, (train, val, test), split, sel, cfg, cache, criteria)
             for split in splits
         )
     base_res = None

@@ -241,14 +241,18 @@ def candidate_layers_from_patching(patching: Any, group: str, min_recovery: floa
 
 
 @dataclass(frozen=True)
-class _Filters:
-    """The selection filters' thresholds (see module docstring)."""
+class SelectionCriteria:
+    """What the selection sweeps and how it filters (module docstring): the α grid, the KL,
+    ablation and addition thresholds, ``prune_last_fraction`` and, optionally, the
+    ``candidate_layers`` to restrict the sweep to."""
 
-    alphas: tuple[float, ...]
-    kl_threshold: float
-    ablation_threshold: float
-    ablation_max_stop_fraction: float
-    addition_threshold: float
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    kl_threshold: float = 0.1
+    prune_last_fraction: float = 0.0
+    ablation_threshold: float = 0.0
+    ablation_max_stop_fraction: float = 0.1
+    addition_threshold: float = 0.0
+    candidate_layers: tuple[int, ...] | None = None
 
 
 def _sweep_layer(
@@ -259,7 +263,7 @@ def _sweep_layer(
     r: torch.Tensor,
     clean_logits: torch.Tensor,
     triggered_rate: float,
-    f: _Filters,
+    f: SelectionCriteria,
 ) -> LayerCandidate:
     """Ablate r̂ on the triggered VAL prompts, add α r for each α on the clean ones, measure
     the KL cost of the ablation on the clean ones, and apply the filters."""
@@ -329,21 +333,19 @@ def _choose(
 def _check_selection(
     directions: MeanDiffDirections,
     val_pairs: EncodedPairs,
-    alphas: Sequence[float],
+    criteria: SelectionCriteria,
     ok_layers: set[int],
     n_layers: int,
-    prune_last_fraction: float,
-    candidate_layers: Sequence[int] | None,
 ) -> None:
     if len(val_pairs) == 0:
         raise ValueError("select_direction: no validation pairs")
-    if not alphas:
+    if not criteria.alphas:
         raise ValueError("select_direction: empty alpha grid")
     if not ok_layers & set(directions.layers):
         raise ValueError(
             f"no eligible layer: a model with {n_layers} layers, prune_last_fraction="
-            f"{prune_last_fraction} and candidates {candidate_layers} leaves none of "
-            f"{directions.layers}; lower the fraction or widen the candidates"
+            f"{criteria.prune_last_fraction} and candidates {criteria.candidate_layers} leaves "
+            f"none of {directions.layers}; lower the fraction or widen the candidates"
         )
 
 
@@ -365,40 +367,24 @@ def _baseline(
 
 @torch.no_grad()
 def select_direction(
-    model: nn.Module,
+    readout: Readout,
     directions: MeanDiffDirections,
     val_pairs: EncodedPairs,
     *,
-    eos_id: int,
-    pad_id: int = 0,
-    alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-    kl_threshold: float = 0.1,
-    prune_last_fraction: float = 0.0,
-    ablation_threshold: float = 0.0,
-    ablation_max_stop_fraction: float = 0.1,
-    addition_threshold: float = 0.0,
-    batch_size: int = 32,
+    criteria: SelectionCriteria = SelectionCriteria(),
     cache: OutcomeCache | None = None,
-    candidate_layers: Sequence[int] | None = None,
     progress: bool = False,
 ) -> DirectionSelection:
     """Sweep the candidate layers of ``directions`` on ``val_pairs`` and select one (module
-    doc). ``candidate_layers``: restrict the sweep (e.g. to where patching finds the signal);
-    layers outside it are reported as candidates failing the "layer" filter without being
-    swept. ``cache``: an `OutcomeCache` of ``model`` to share (additions at one layer then run
-    from its stored residual)."""
-    L = arch.n_layers(model)
-    ok_layers = set(allowed_layers(L, prune_last_fraction, candidate_layers))
-    _check_selection(
-        directions, val_pairs, alphas, ok_layers, L, prune_last_fraction, candidate_layers
-    )
-    readout = Readout(model, eos_id, pad_id, batch_size)
+    doc). Layers outside ``criteria.candidate_layers`` are reported as candidates failing the
+    "layer" filter without being swept. ``cache``: an `OutcomeCache` of the readout's model to
+    share (additions at one layer then run from its stored residual)."""
+    f = criteria
+    L = arch.n_layers(readout.model)
+    ok_layers = set(allowed_layers(L, f.prune_last_fraction, f.candidate_layers))
+    _check_selection(directions, val_pairs, f, ok_layers, L)
     cache = OutcomeCache.of(readout) if cache is None else cache
     clean_logits, baseline = _baseline(readout, cache, val_pairs)
-    f = _Filters(
-        tuple(alphas), kl_threshold, ablation_threshold, ablation_max_stop_fraction,
-        addition_threshold,
-    )  # fmt: skip
     cands = []
     n_swept = len(ok_layers & set(directions.layers))
     desc = "causal: direction selection (layers)"
@@ -416,7 +402,7 @@ def select_direction(
                 cands.append(LayerCandidate(layer, norm, filters))
             if layer in ok_layers:
                 bar.update(1)
-    best, reason = _choose(cands, baseline, kl_threshold)
+    best, reason = _choose(cands, baseline, f.kl_threshold)
     assert best.alpha is not None
     return DirectionSelection(
         layer=best.layer,
@@ -426,14 +412,14 @@ def select_direction(
         candidates=tuple(cands),
         baseline=baseline,
         thresholds={
-            "kl_threshold": kl_threshold,
-            "prune_last_fraction": prune_last_fraction,
-            "ablation_threshold": ablation_threshold,
-            "ablation_max_stop_fraction": ablation_max_stop_fraction,
-            "addition_threshold": addition_threshold,
-            "alphas": [float(a) for a in alphas],
+            "kl_threshold": f.kl_threshold,
+            "prune_last_fraction": f.prune_last_fraction,
+            "ablation_threshold": f.ablation_threshold,
+            "ablation_max_stop_fraction": f.ablation_max_stop_fraction,
+            "addition_threshold": f.addition_threshold,
+            "alphas": [float(a) for a in f.alphas],
             "allowed_layers": sorted(ok_layers),
-            "candidate_layers": None if candidate_layers is None else sorted(candidate_layers),
+            "candidate_layers": None if f.candidate_layers is None else sorted(f.candidate_layers),
         },
         n_val=len(val_pairs),
         directions=directions,

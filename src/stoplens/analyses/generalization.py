@@ -14,7 +14,7 @@ Owns: these two analyses and their results. Must not: measure an effect itself
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 
 from stoplens.analyses.directions import (
     DirectionSelection,
+    SelectionCriteria,
     mean_diff_directions,
     select_direction,
 )
@@ -100,21 +101,20 @@ def _refit(
     fallback: tuple[int, float],
     position: str,
     cache: OutcomeCache,
-    select_kw: Mapping[str, Any] | None,
+    criteria: SelectionCriteria,
 ) -> tuple[Steering, DirectionSelection | None]:
     """The direction fitted on ``fit``; layer and α selected again on ``val_fit`` when it has
-    pairs (among ``select_kw``'s ``candidate_layers``), else the ``fallback`` (layer, α)."""
+    pairs (among ``criteria.candidate_layers``), else the ``fallback`` (layer, α)."""
     model = readout.model
     batch: dict[str, Any] = dict(pad_id=readout.pad_id, batch_size=readout.batch_size)
     if val_fit is None or not len(val_fit):
         layer, alpha = fallback
         r = mean_diff_directions(model, fit, position=position, layers=[layer], **batch)
         return Steering(r.get(layer), layer, alpha), None
-    skw = dict(select_kw or {})
     dirs = mean_diff_directions(
-        model, fit, position=position, layers=skw.get("candidate_layers"), **batch
+        model, fit, position=position, layers=criteria.candidate_layers, **batch
     )
-    sel = select_direction(model, dirs, val_fit, eos_id=readout.eos_id, cache=cache, **batch, **skw)
+    sel = select_direction(readout, dirs, val_fit, criteria=criteria, cache=cache)
     return Steering.of(sel), sel
 
 
@@ -132,13 +132,12 @@ def placement_generalization(
     nulls: Nulls = Nulls(n_random=16),
     cache: OutcomeCache | None = None,
     val_pairs: EncodedPairs | None = None,
-    select_kw: Mapping[str, Any] | None = None,
+    criteria: SelectionCriteria = SelectionCriteria(),
 ) -> PlacementGeneralization:
     """Fit the mean difference on TRAIN pairs with ``fit_placements``; measure ablation /
     addition (α times the new direction) on TEST pairs with ``test_placements``. With
-    ``val_pairs`` the layer and α are selected again (`select_direction` with ``select_kw``)
-    on the VAL pairs of the fit placements, among the layers of ``select_kw``'s
-    ``candidate_layers``; ``layer`` / ``alpha`` are then only the fallback when those VAL
+    ``val_pairs`` the layer and α are selected again (`select_direction` with ``criteria``)
+    on the VAL pairs of the fit placements, among ``criteria.candidate_layers``; ``layer`` / ``alpha`` are then only the fallback when those VAL
     pairs are empty. ``cache``: an `OutcomeCache` of the readout's model
     shared with the run's other effects."""
     overlap = set(fit_placements) & set(test_placements)
@@ -153,7 +152,7 @@ def placement_generalization(
         )
     cache = OutcomeCache.of(readout) if cache is None else cache
     val_fit = None if val_pairs is None else by_placement(val_pairs, fit_placements)
-    steering, sel = _refit(readout, fit, val_fit, (layer, alpha), position, cache, select_kw)
+    steering, sel = _refit(readout, fit, val_fit, (layer, alpha), position, cache, criteria)
     kw: dict[str, Any] = dict(nulls=nulls, cost=False, examples=NO_EXAMPLES, cache=cache)
     inside = by_placement(test_pairs, fit_placements)
     ref = reference_direction
