@@ -344,12 +344,7 @@ def run_causal(
     details = selection_details(sel, candidates, guided)
     return CausalResult(
         config=cfg,
-        n_pairs={
-            "train": len(train),
-            "val": len(val),
-            "test": len(test),
-            "patching": len(patch_pairs),
-        },
+        n_pairs=dict(train=len(train), val=len(val), test=len(test), patching=len(patch_pairs)),
         timings_s=timings,
         patching=patching,
         patching_noising=noising,
