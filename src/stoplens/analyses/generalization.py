@@ -137,9 +137,9 @@ def placement_generalization(
     """Fit the mean difference on TRAIN pairs with ``fit_placements``; measure ablation /
     addition (α times the new direction) on TEST pairs with ``test_placements``. With
     ``val_pairs`` the layer and α are selected again (`select_direction` with ``criteria``)
-    on the VAL pairs of the fit placements, among ``criteria.candidate_layers``; ``layer`` / ``alpha`` are then only the fallback when those VAL
-    pairs are empty. ``cache``: an `OutcomeCache` of the readout's model
-    shared with the run's other effects."""
+    on the VAL pairs of the fit placements, among ``criteria.candidate_layers``; ``layer`` /
+    ``alpha`` are then only the fallback when those VAL pairs are empty. ``cache``: an
+    `OutcomeCache` of the readout's model shared with the run's other effects."""
     overlap = set(fit_placements) & set(test_placements)
     if overlap:
         raise ValueError(f"placements {sorted(overlap)} are both fitted and held out")
