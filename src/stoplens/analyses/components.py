@@ -233,7 +233,8 @@ def _attribution(
         src, tgt, _, sign = src_tgt[mode]
         raw = attribution_patching(
             readout.model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-            desc=f"components: attribution ({mode})", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
+            desc=f"components: attribution ({mode})", progress=progress,
+            eos_id=readout.eos_id, pad_id=readout.pad_id,
         )  # fmt: skip
         per, st = _effects(
             raw, np.zeros(len(gap)), gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed
@@ -373,7 +374,8 @@ def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid
     boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
     raw = patch_components(
         model, src, tgt, exact_set, groups, batch_size=cfg.batch_size, chunk_size=cfg.chunk_size,
-        desc="components: exact (null)", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
+        desc="components: exact (null)", progress=progress, eos_id=readout.eos_id,
+        pad_id=readout.pad_id,
     )  # fmt: skip
     full = torch.full((len(pairs), *raw.shape[1:]), float("nan"))
     full[pi] = raw
@@ -385,7 +387,8 @@ def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid
     null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
     raw_a = attribution_patching(
         model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-        desc="components: attribution (null)", progress=progress, eos_id=readout.eos_id, pad_id=readout.pad_id,
+        desc="components: attribution (null)", progress=progress, eos_id=readout.eos_id,
+        pad_id=readout.pad_id,
     )  # fmt: skip
     full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
     full_a[pi] = raw_a
