@@ -295,9 +295,10 @@ def _reuse_comparison(run, models, device: str, rounds: int) -> tuple[str, list[
     every call recomputes all its prompts; additions and patched passes run every block:
     what the suite did before), in interleaved rounds; also checks that both give the same
     verdict numbers."""
-    from stoplens.analyses import patching, steering
+    from stoplens.analyses import patching
+    from stoplens.interventions import cache
 
-    cls = steering.OutcomeCache
+    cls = cache.OutcomeCache
     orig_outcomes, orig_resume = cls.outcomes, cls._resume
     orig_stored = patching.residual_sequences
 

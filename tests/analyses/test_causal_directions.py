@@ -9,8 +9,14 @@ import json
 import pytest
 import torch
 
-from stoplens.analyses.directions import allowed_layers, mean_diff_directions, select_direction
+from stoplens.analyses.directions import (
+    SelectionCriteria,
+    allowed_layers,
+    mean_diff_directions,
+    select_direction,
+)
 from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.interventions.readout import Readout
 from stoplens.models.planted import build_planted, planted_pair_records
 
 
@@ -23,7 +29,7 @@ def setup(request):
     train, val = enc(planted_pair_records(40, 11)), enc(planted_pair_records(24, 12))
     pad = pm.tokenizer.pad_token_id
     dirs = mean_diff_directions(pm.model, train, pad_id=pad, batch_size=16)
-    sel = select_direction(pm.model, dirs, val, eos_id=pm.eos_id, pad_id=pad, batch_size=16)
+    sel = select_direction(Readout(pm.model, pm.eos_id, pad, batch_size=16), dirs, val)
     return pm, train, dirs, sel
 
 
@@ -90,8 +96,9 @@ def test_selection_refuses_a_model_without_eligible_layers(setup):
     pm, train, dirs, _ = setup
     with pytest.raises(ValueError, match="no eligible layer"):
         select_direction(
-            pm.model, dirs, train, eos_id=pm.eos_id, prune_last_fraction=0.9, alphas=(1.0,)
-        )
+            Readout(pm.model, pm.eos_id), dirs, train,
+            criteria=SelectionCriteria(prune_last_fraction=0.9, alphas=(1.0,)),
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("planted_layer", [0, 2])
@@ -102,7 +109,9 @@ def test_selection_follows_the_planted_layer(planted_layer, request):
     train = encode_pairs(pm.tokenizer, planted_pair_records(24, 13), pm.trigger_id)
     val = encode_pairs(pm.tokenizer, planted_pair_records(16, 14), pm.trigger_id)
     dirs = mean_diff_directions(pm.model, train, pad_id=pad)
-    sel = select_direction(pm.model, dirs, val, eos_id=pm.eos_id, pad_id=pad, alphas=(1.0,))
+    sel = select_direction(
+        Readout(pm.model, pm.eos_id, pad), dirs, val, criteria=SelectionCriteria(alphas=(1.0,))
+    )
     assert sel.passed and sel.layer >= pm.residual_layer
     assert abs(float(sel.unit @ pm.direction)) > 0.9
     # before the planted block's output the mean difference carries no stop signal

@@ -10,22 +10,25 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.steering import (
+from stoplens.analyses.base_control import base_model_control
+from stoplens.analyses.results import Nulls, null_comparison
+from stoplens.analyses.steering import Examples, Steering, steering_effects
+from stoplens.capture.extract import kl_divergence
+from stoplens.capture.pairs import encode_pairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import (
     Ablation,
     Addition,
-    OutcomeCache,
-    base_model_control,
+    intervention_key,
+    random_directions,
+)
+from stoplens.interventions.readout import (
+    Readout,
     greedy_tokens,
     intervened_logits,
-    intervention_key,
-    kl_divergence,
-    null_comparison,
-    random_directions,
-    steering_effects,
     stop_outcomes,
     token_nll,
 )
-from stoplens.capture.pairs import encode_pairs
 from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records
 
@@ -44,11 +47,15 @@ def setup(request):
     for v in (pm.direction, pm.key_direction):
         c -= (c @ v) * v
     res = steering_effects(
-        pm.model, pairs, direction=r, layer=pm.residual_layer, alpha=1.0, n_random=16,
-        control_direction=0.05 * c, tokenizer=pm.tokenizer, n_examples=2,
-        gen_tokens=3, **kw,
+        _readout(pm.model, kw), pairs, Steering(r, pm.residual_layer, 1.0),
+        nulls=Nulls(16, kw["n_boot"]), control_direction=0.05 * c,
+        examples=Examples(2, 3, pm.tokenizer),
     )  # fmt: skip
     return pm, pairs, r, kw, res
+
+
+def _readout(model, kw):
+    return Readout(model, kw["eos_id"], kw["pad_id"], kw["batch_size"])
 
 
 def test_ablation_removes_and_addition_induces_stopping(setup):
@@ -92,8 +99,8 @@ def test_a_random_direction_as_the_candidate_has_no_effect(setup):
     pm, pairs, r, kw, _ = setup
     rand = random_directions(r.numel(), 1, seed=5)[0] * r.norm()
     res = steering_effects(
-        pm.model, pairs, direction=rand, layer=pm.residual_layer, alpha=1.0, n_random=16,
-        cost=False, n_examples=0, **kw,
+        _readout(pm.model, kw), pairs, Steering(rand, pm.residual_layer, 1.0),
+        nulls=Nulls(16, kw["n_boot"]), cost=False, examples=Examples(0),
     )  # fmt: skip
     assert res.ablated_stop_rate.value == 1.0 and res.added_stop_rate.value == 0.0
     assert res.ablation_null.p_value > 0.5 and not res.ablation_null.beyond_null
@@ -101,10 +108,9 @@ def test_a_random_direction_as_the_candidate_has_no_effect(setup):
 
 def test_base_model_does_nothing_stop_like(setup):
     pm, pairs, r, kw, _ = setup
-    kw = {k: v for k, v in kw.items() if k != "n_boot"}
     res = base_model_control(
-        pm.base, pairs, direction=r, layer=pm.residual_layer, alpha=1.0,
-        own_direction=torch.randn(r.numel()), **kw,
+        _readout(pm.base, kw), pairs, Steering(r, pm.residual_layer, 1.0),
+        own_direction=torch.randn(r.numel()),
     )  # fmt: skip
     assert res.max_stop_rate.value == 0.0
     assert res.added_stop_rate_clean.value == 0.0 and res.stop_rate_triggered.value == 0.0
@@ -147,7 +153,9 @@ def test_null_comparison_and_random_directions():
 def test_rejects_too_few_random_directions(setup):
     pm, pairs, r, kw, _ = setup
     with pytest.raises(ValueError, match=">= 16"):
-        steering_effects(pm.model, pairs, direction=r, layer=2, alpha=1.0, n_random=8, **kw)
+        steering_effects(
+            _readout(pm.model, kw), pairs, Steering(r, 2, 1.0), nulls=Nulls(8, kw["n_boot"])
+        )
 
 
 def test_outcome_cache_matches_direct_evaluation_and_reuses_work(setup):
@@ -190,14 +198,15 @@ def test_outcome_cache_matches_direct_evaluation_and_reuses_work(setup):
 def test_steering_effects_same_with_a_shared_cache(setup):
     pm, pairs, r, kw, res = setup
     cache = OutcomeCache(pm.model, pm.eos_id)
-    args = dict(direction=r, layer=pm.residual_layer, alpha=1.0, n_random=16, n_examples=0)
-    shared = steering_effects(pm.model, pairs, cost=False, cache=cache, **args, **kw)
+    args = dict(nulls=Nulls(16, kw["n_boot"]), examples=Examples(0))
+    steer, readout = Steering(r, pm.residual_layer, 1.0), _readout(pm.model, kw)
+    shared = steering_effects(readout, pairs, steer, cost=False, cache=cache, **args)
     first = cache.forwards
     # the same effects again: nothing new to run; a larger null only runs its extra directions
-    again = steering_effects(pm.model, pairs, cost=False, cache=cache, **args, **kw)
+    again = steering_effects(readout, pairs, steer, cost=False, cache=cache, **args)
     assert cache.forwards == first
     more = steering_effects(
-        pm.model, pairs, cost=False, cache=cache, **{**args, "n_random": 20}, **kw
+        readout, pairs, steer, cost=False, cache=cache, **{**args, "nulls": Nulls(20, kw["n_boot"])}
     )
     n = len(pairs)
     assert cache.forwards == first + 4 * 2 * n  # 4 new directions x (ablation, addition)
@@ -210,4 +219,4 @@ def test_steering_effects_same_with_a_shared_cache(setup):
         )
     assert more.ablation_null.null[:16] == res.ablation_null.null
     with pytest.raises(ValueError, match="another model"):
-        steering_effects(pm.base, pairs, cost=False, cache=cache, **args, **kw)
+        steering_effects(_readout(pm.base, kw), pairs, steer, cost=False, cache=cache, **args)

@@ -7,15 +7,13 @@ import json
 
 import pytest
 
-from stoplens.analyses.causal import (
-    CausalConfig,
-    checkpoint_dynamics,
-    cross_model,
-    placement_generalization,
-    run_causal,
-)
+from stoplens.analyses.causal import CausalConfig, run_causal
 from stoplens.analyses.directions import mean_diff_directions, select_direction
+from stoplens.analyses.dynamics import checkpoint_dynamics
+from stoplens.analyses.generalization import cross_model, placement_generalization
+from stoplens.analyses.results import Nulls
 from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.interventions.readout import Readout
 from stoplens.models.planted import build_planted, planted_pair_records
 
 CFG = CausalConfig(
@@ -96,17 +94,17 @@ def test_run_causal_general_and_serialisable(result):
 
 def test_explicit_placement_split(planted, splits, result):
     train, _, test, _ = splits
+    readout = Readout(planted.model, planted.eos_id, planted.tokenizer.pad_token_id)
     g = placement_generalization(
-        planted.model, train, test, fit_placements=["early"], test_placements=["late"],
-        layer=result.selection.layer, alpha=result.selection.alpha, eos_id=planted.eos_id,
-        pad_id=planted.tokenizer.pad_token_id, n_random=16, n_boot=100,
+        readout, train, test, fit_placements=["early"], test_placements=["late"],
+        layer=result.selection.layer, alpha=result.selection.alpha, nulls=Nulls(16, n_boot=100),
     )  # fmt: skip
     assert g.heldout.ablated_stop_rate.value == 0.0 and g.heldout.added_stop_rate.value == 1.0
     assert g.in_distribution is not None and g.ablation_ratio == pytest.approx(1.0)
     with pytest.raises(ValueError, match="both fitted and held out"):
         placement_generalization(
-            planted.model, train, test, fit_placements=["early"], test_placements=["early"],
-            layer=2, alpha=1.0, eos_id=planted.eos_id,
+            Readout(planted.model, planted.eos_id), train, test, fit_placements=["early"],
+            test_placements=["early"], layer=2, alpha=1.0,
         )  # fmt: skip
 
 
@@ -120,15 +118,15 @@ def test_cross_model_direction_controls_the_other_model(planted, splits, result)
     train_b = encode_pairs(other.tokenizer, planted_pair_records(24, 34), other.trigger_id)
     pad = other.tokenizer.pad_token_id
     sel_b = select_direction(
-        other.model, mean_diff_directions(other.model, train_b, pad_id=pad),
+        Readout(other.model, other.eos_id, pad),
+        mean_diff_directions(other.model, train_b, pad_id=pad),
         encode_pairs(other.tokenizer, planted_pair_records(16, 35), other.trigger_id),
-        eos_id=other.eos_id, pad_id=pad,
     )  # fmt: skip
     test_b = encode_pairs(other.tokenizer, planted_pair_records(12, 36), other.trigger_id)
     res = cross_model(
-        planted.model, other.model, result.selection, sel_b, test.subset(range(12)),
-        pairs_b=test_b, eos_id=planted.eos_id, pad_id=pad, labels=("knowledge", "behavioral"),
-        n_random=16, n_boot=100,
+        Readout(planted.model, planted.eos_id, pad), Readout(other.model, planted.eos_id, pad),
+        result.selection, sel_b, test.subset(range(12)), pairs_b=test_b,
+        labels=("knowledge", "behavioral"), nulls=Nulls(16, n_boot=100),
     )  # fmt: skip
     e = res.effects
     assert set(e) == {"knowledge_on_knowledge", "knowledge_on_behavioral",

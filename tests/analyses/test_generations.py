@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from stoplens.analyses.generations import Condition, generate_conditions
-from stoplens.analyses.steering import Ablation, Addition
 from stoplens.capture.pairs import encode_pairs
+from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.models.planted import build_planted, planted_pair_records
 
 

@@ -12,15 +12,13 @@ import pytest
 import torch
 from streaming import stream_deltas  # benchmarks/streaming.py
 
-from stoplens.analyses.steering import (
-    Addition,
-    OutcomeCache,
-    intervened_logits,
-    steering_effects,
-    stop_outcomes,
-)
+from stoplens.analyses.results import Nulls
+from stoplens.analyses.steering import Examples, Steering, steering_effects
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.pairs import encode_pairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Addition
+from stoplens.interventions.readout import Readout, intervened_logits, stop_outcomes
 from stoplens.models.planted import build_planted, planted_pair_records
 
 
@@ -64,9 +62,8 @@ def test_bf16_resumed_addition_equals_the_hooked_pass_and_mechanism_is_found(set
     ref = stop_outcomes(intervened_logits(half, pairs.ctrl_ids, add, pad_id=pad), pm.eos_id)
     assert np.array_equal(stops, ref[0]) and np.allclose(scores, ref[1], atol=1e-3)
     res = steering_effects(
-        half, pairs, direction=4.0 * pm.direction, layer=pm.residual_layer, alpha=1.0,
-        eos_id=pm.eos_id, pad_id=pad, n_random=16, cost=False, n_examples=0, n_boot=100,
-        cache=cache,
+        Readout(half, pm.eos_id, pad), pairs, Steering(4.0 * pm.direction, pm.residual_layer, 1.0),
+        nulls=Nulls(16, n_boot=100), cost=False, examples=Examples(0), cache=cache,
     )  # fmt: skip
     assert res.ablation_effect.value == 1.0 and res.addition_effect.value == 1.0
     assert res.ablation_null.null_p95 < 0.2 and res.addition_null.null_p95 < 0.2

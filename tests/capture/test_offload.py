@@ -14,10 +14,14 @@ import pytest
 import torch
 from accelerate import cpu_offload, dispatch_model
 
-from stoplens.analyses.steering import Ablation, OutcomeCache, steering_effects
+from stoplens.analyses.results import Nulls
+from stoplens.analyses.steering import Examples, Steering, steering_effects
 from stoplens.capture.extract import capture_residuals, last_logits, unembed
 from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import UnsupportedArchitectureError
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation
+from stoplens.interventions.readout import Readout
 from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records
 
@@ -71,15 +75,13 @@ def test_steering_effects_match_under_offloading(planted, tmp_path):
     random nulls) on a mixed CPU/disk dispatch equals the plain model's."""
     recs = planted_pair_records(12, 5)
     pairs = encode_pairs(planted.tokenizer, recs, planted.trigger_id)
-    kw = dict(
-        direction=4.0 * planted.direction, layer=planted.residual_layer, alpha=1.0,
-        eos_id=planted.eos_id, pad_id=planted.tokenizer.pad_token_id, n_random=16,
-        cost=False, n_examples=0, n_boot=100,
-    )  # fmt: skip
+    steer = Steering(4.0 * planted.direction, planted.residual_layer, 1.0)
+    kw = dict(nulls=Nulls(16, n_boot=100), cost=False, examples=Examples(0))
     model = _mixed(planted.model, tmp_path)
     cache = OutcomeCache(model, planted.eos_id)
-    got = steering_effects(model, pairs, cache=cache, **kw)
-    ref = steering_effects(planted.model, pairs, **kw)
+    pad = planted.tokenizer.pad_token_id
+    got = steering_effects(Readout(model, planted.eos_id, pad), pairs, steer, cache=cache, **kw)
+    ref = steering_effects(Readout(planted.model, planted.eos_id, pad), pairs, steer, **kw)
     assert got.ablation_effect.value == ref.ablation_effect.value == 1.0
     assert got.addition_effect.value == ref.addition_effect.value == 1.0
     assert got.ablation_null.null == ref.ablation_null.null

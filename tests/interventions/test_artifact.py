@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stoplens.analyses.steering import intervened_logits, stop_outcomes
 from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import StoplensError
 from stoplens.interventions import (
@@ -16,6 +15,7 @@ from stoplens.interventions import (
     load_directions,
     save_directions,
 )
+from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models.planted import build_planted, planted_pair_records
 
 

@@ -1,5 +1,5 @@
 """Helpers for the planted known-answer tests: stop rates and residuals measured with the
-project's own primitives (`stoplens.analyses.steering`, `stoplens.capture.extract`)."""
+project's own primitives (`stoplens.interventions`, `stoplens.capture.extract`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from stoplens.analyses.steering import intervened_logits, stop_outcomes
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.hooks import directional_ablation_hooks
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models.planted import PlantedModel
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.steering import Ablation, Addition
 from stoplens.capture.extract import unembed
 from stoplens.capture.hooks import add_hooks
 from stoplens.capture.pairs import encode_pairs, render
 from stoplens.errors import StoplensError
+from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.models import arch
 from stoplens.models.chat import chat_ids
 from stoplens.models.planted import (

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from stoplens.analyses.causal import Evidence
 from stoplens.analyses.diff_lens import DiffLensConfig, DiffLensResult
+from stoplens.analyses.evidence import Evidence
 from stoplens.analyses.layerwise import DeltaProfile
 from stoplens.analyses.logit_lens import LensSide, LogitLensConfig, LogitLensResult
 from stoplens.analyses.lowrank import LowrankConfig, LowrankResult, SpectrumStats

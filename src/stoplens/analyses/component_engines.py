@@ -104,17 +104,7 @@ def patch_components(
                     if not any(pos_g):
                         continue
 
-                    def factory(idx, ids, c=c, pos_g=pos_g, site_src=site_src, slot_of=slot_of):
-                        B, T = ids.shape
-                        source = torch.zeros(B, T, site_src.shape[-1])
-                        mask = torch.zeros(B, T, dtype=torch.bool)
-                        for bi, j in enumerate(idx):
-                            if pos_g[j]:
-                                cols = [slot_of[j][p] for p in pos_g[j]]
-                                source[bi, pos_g[j]] = site_src[j, cols]
-                                mask[bi, pos_g[j]] = True
-                        return patch_hooks(model, c, source.to(device), mask.to(device))
-
+                    factory = _component_factory(model, c, pos_g, site_src, slot_of, device)
                     logits = last_logits(
                         model, tgt, pad_id=pad_id, batch_size=batch_size, hook_factory=factory,
                         resume=resume_from(c.layer, resid[c.layer]) if c.layer in resid else None,
@@ -125,6 +115,55 @@ def patch_components(
                         if groups[g][i]:
                             out[i, ci, gi] = scores[j]
     return out
+
+
+def _component_factory(model, c: Component, pos_g, site_src, slot_of, device):
+    """hook_factory writing the source run's ``site_src[j, slots]`` ([c, width, w]) into
+    component ``c`` at ``pos_g[j]`` for the chunk-local items j of each batch."""
+
+    def factory(idx, ids):
+        B, T = ids.shape
+        source = torch.zeros(B, T, site_src.shape[-1])
+        mask = torch.zeros(B, T, dtype=torch.bool)
+        for bi, j in enumerate(idx):
+            if pos_g[j]:
+                cols = [slot_of[j][p] for p in pos_g[j]]
+                source[bi, pos_g[j]] = site_src[j, cols]
+                mask[bi, pos_g[j]] = True
+        return patch_hooks(model, c, source.to(device), mask.to(device))
+
+    return factory
+
+
+def _group_masks(groups, names, idx, T: int) -> torch.Tensor:
+    """[groups, B, T]: 1 at each group's positions of each pair of the batch."""
+    masks = torch.zeros(len(names), len(idx), T)
+    for gi, gname in enumerate(names):
+        for bi, i in enumerate(idx):
+            masks[gi, bi, list(groups[gname][i])] = 1.0
+    return masks
+
+
+def _by_component(model, components, sites, src, tgt, grads, masks) -> torch.Tensor:
+    """Σ_{p in group} (a_src - a_tgt)_p · ∂s/∂a_tgt,p per pair, component and group
+    [B, n_components, n_groups] (NaN where a group is empty)."""
+    B, T = masks.shape[1:]
+    empty = masks.sum(-1) == 0  # [groups, B]
+    H, hd = arch.n_heads(model), arch.head_dim(model)
+    res = torch.full((B, len(components), masks.shape[0]), float("nan"))
+    for s, g in zip(sites, grads, strict=True):
+        if g is None:
+            g = torch.zeros_like(tgt[s])
+        contrib = ((src[s].float() - tgt[s].detach().float()) * g.float()).cpu()  # [B, T, w]
+        per_pos = (  # [B, T, H] per head, [B, T, 1] for an MLP
+            contrib.view(B, T, H, hd).sum(-1) if s[0] == "attn" else contrib.sum(-1, True)
+        )
+        by_group = torch.einsum("gbt,btk->bkg", masks, per_pos)  # [B, H or 1, groups]
+        by_group[empty.t().unsqueeze(1).expand_as(by_group)] = float("nan")
+        for ci, c in enumerate(components):
+            if c.site == s:
+                res[:, ci] = by_group[:, c.head or 0]
+    return res
 
 
 def _require_grad_hook(module, args, kwargs, output):
@@ -185,29 +224,8 @@ def attribution_patching(
             h_last = keep["out"][torch.arange(len(idx), device=last.device), last]
             score = stop_score(unembed_with_grad(model, h_last), eos_id).sum()
             grads = torch.autograd.grad(score, [tgt[s] for s in sites], allow_unused=True)
-        T = tgt_ids.shape[1]
-        masks = torch.zeros(len(names), len(idx), T)  # [groups, B, T]: 1 at the group's positions
-        for gi, gname in enumerate(names):
-            for bi, i in enumerate(idx):
-                masks[gi, bi, list(groups[gname][i])] = 1.0
-        empty = masks.sum(-1) == 0  # [groups, B]
-        H, hd = arch.n_heads(model), arch.head_dim(model)
-        res = torch.full((len(idx), len(components), len(names)), float("nan"))
-        for s, g in zip(sites, grads, strict=True):
-            if g is None:
-                g = torch.zeros_like(tgt[s])
-            contrib = ((src[s].float() - tgt[s].detach().float()) * g.float()).cpu()  # [B, T, w]
-            per_pos = (  # [B, T, H] per head, [B, T, 1] for an MLP
-                contrib.view(len(idx), T, H, hd).sum(-1)
-                if s[0] == "attn"
-                else contrib.sum(-1, True)
-            )
-            by_group = torch.einsum("gbt,btk->bkg", masks, per_pos)  # [B, H or 1, groups]
-            by_group[empty.t().unsqueeze(1).expand_as(by_group)] = float("nan")
-            for ci, c in enumerate(components):
-                if c.site == s:
-                    res[:, ci] = by_group[:, c.head or 0]
-        return res
+        masks = _group_masks(groups, names, idx, tgt_ids.shape[1])
+        return _by_component(model, components, sites, src, tgt, grads, masks)
 
     return run_batched(
         one_batch, [len(s) for s in target_seqs], batch_size, desc=desc, progress=progress

@@ -25,13 +25,14 @@ from torch import nn
 from stoplens.analyses.components import ComponentConfig, ComponentResult, component_patching
 from stoplens.analyses.directions import DirectionSelection
 from stoplens.analyses.generations import Condition, GenerationSet, generate_conditions
-from stoplens.analyses.steering import Ablation, Addition, SubspaceAblation, dataclass_dict
+from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.subspace import SubspaceConfig, SubspaceResult, smallest_subspace
 from stoplens.analyses.weights import WeightView, weight_view
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component
 from stoplens.errors import StoplensError
 from stoplens.interventions.artifact import DirectionArtifact, DirectionEntry, artifact_from
+from stoplens.interventions.primitives import Ablation, Addition, SubspaceAblation
 from stoplens.progress import timed
 
 
@@ -86,6 +87,50 @@ def _subspace_condition(sub: SubspaceResult | None) -> tuple[str, torch.Tensor] 
     return what, last.basis[:k]
 
 
+def _generation_conditions(
+    selection: DirectionSelection, sc: tuple[str, torch.Tensor] | None
+) -> dict[str, Condition]:
+    """Triggered and clean baselines, the direction ablated / added, and (when there is one)
+    the smallest subspace ablated."""
+    conds = {
+        "triggered": Condition("triggered", None, "triggered prompts, no intervention"),
+        "triggered+ablation": Condition(
+            "triggered", Ablation(selection.unit), "triggered, the direction ablated everywhere"
+        ),
+        "clean": Condition("clean", None, "clean prompts, no intervention"),
+        "clean+addition": Condition(
+            "clean",
+            Addition(selection.alpha * selection.direction, selection.layer),
+            f"clean, α = {selection.alpha:g} times the direction added at residual "
+            f"{selection.layer}",
+        ),
+    }
+    if sc is not None:
+        conds["triggered+subspace"] = Condition(
+            "triggered", SubspaceAblation(sc[1]), f"triggered, {sc[0]} ablated"
+        )
+    return conds
+
+
+def _weights(
+    model: nn.Module,
+    selection: DirectionSelection,
+    sc: tuple[str, torch.Tensor] | None,
+    base: nn.Module | None,
+    trigger_id: int | None,
+) -> tuple[WeightView | None, str | None]:
+    """The weight view of the selected direction (and subspace), or why there is none."""
+    try:
+        wv = weight_view(
+            model, selection.direction, base=base, subspace=None if sc is None else sc[1],
+            trigger_id=trigger_id,
+            reference=f"the selected direction (residual {selection.layer})",
+        )  # fmt: skip
+    except StoplensError as e:
+        return None, str(e)
+    return wv, None
+
+
 def run_component_suite(
     model: nn.Module,
     train: EncodedPairs,
@@ -120,24 +165,8 @@ def run_component_suite(
             model, train, test, layer=selection.layer, components=top, config=cfg.subspace,
             progress=progress, **kw,
         )  # fmt: skip
-    conds = {
-        "triggered": Condition("triggered", None, "triggered prompts, no intervention"),
-        "triggered+ablation": Condition(
-            "triggered", Ablation(selection.unit), "triggered, the direction ablated everywhere"
-        ),
-        "clean": Condition("clean", None, "clean prompts, no intervention"),
-        "clean+addition": Condition(
-            "clean",
-            Addition(selection.alpha * selection.direction, selection.layer),
-            f"clean, α = {selection.alpha:g} times the direction added at residual "
-            f"{selection.layer}",
-        ),
-    }
     sc = _subspace_condition(sub)
-    if sc is not None:
-        conds["triggered+subspace"] = Condition(
-            "triggered", SubspaceAblation(sc[1]), f"triggered, {sc[0]} ablated"
-        )
+    conds = _generation_conditions(selection, sc)
     gens = None
     if cfg.gen_prompts > 0 and cfg.gen_tokens > 0:
         with timed("components: generations under intervention", enabled=progress,
@@ -146,18 +175,9 @@ def run_component_suite(
                 model, test, conds, n_prompts=cfg.gen_prompts, n_tokens=cfg.gen_tokens,
                 tokenizer=tokenizer, batch_size=cfg.patching.batch_size, progress=progress, **kw,
             )  # fmt: skip
-    wv, note = None, None
-    if cfg.weights:
-        q = sc[1] if sc is not None else None
-        try:
-            wv = weight_view(
-                model, selection.direction, base=base, subspace=q, trigger_id=trigger_id,
-                reference=f"the selected direction (residual {selection.layer})",
-            )  # fmt: skip
-        except StoplensError as e:
-            note = str(e)
-    else:
-        note = "switched off"
+    wv, note = (
+        _weights(model, selection, sc, base, trigger_id) if cfg.weights else (None, "switched off")
+    )
     return ComponentSuiteResult(
         config=cfg,
         layer=int(selection.layer),

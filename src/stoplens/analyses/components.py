@@ -33,13 +33,13 @@ position in the control run (eager attention, the model's own weights).
 
 The engines (exact and first-order patching) are `stoplens.analyses.component_engines`.
 
-Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation,
-ranking) and `head_attention`. Must not: plot, write files, or know module names.
+Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation).
+The ranked table is `stoplens.analyses.component_ranking`'s, the top heads' attention
+`stoplens.analyses.head_attention`'s. Must not: plot, write files, or know module names.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,13 +49,15 @@ import torch
 from torch import nn
 
 from stoplens.analyses.component_engines import attribution_patching, patch_components
+from stoplens.analyses.component_ranking import RankedComponent, rank_components
+from stoplens.analyses.head_attention import HeadAttention, head_attention
 from stoplens.analyses.patching import GROUPS, position_groups
-from stoplens.analyses.stats import Estimate, bootstrap_mean, nan_bootstrap_mean, spearman
-from stoplens.analyses.steering import NO_JSON, dataclass_dict
-from stoplens.capture.extract import last_logits, model_device, pad_batch, run_batched, stop_score
-from stoplens.capture.hooks import add_hooks
+from stoplens.analyses.results import NO_JSON, dataclass_dict
+from stoplens.analyses.stats import Estimate, nan_bootstrap_mean, spearman
+from stoplens.capture.extract import stop_score
 from stoplens.capture.pairs import EncodedPairs
-from stoplens.capture.sites import Component, StopForward, all_components, stop_after
+from stoplens.capture.sites import Component, all_components
+from stoplens.interventions.readout import Readout
 from stoplens.models import arch
 from stoplens.progress import timed
 
@@ -90,46 +92,6 @@ class ComponentEffects:
             float(self.hi[ci, gi]),
             int(self.n[ci, gi]),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_dict(self)
-
-
-@dataclass(frozen=True)
-class RankedComponent:
-    """One row of the ranked component table (effects in the ranking group).
-
-    ``exact``: mode -> exact effect (None where not exactly patched); ``null``: the
-    control-vs-control effect; ``attribution``: mode -> first-order estimate;
-    ``beyond_null``: mode -> |exact effect| >= ``min_effect``, its CI excludes 0 and lies
-    outside the null's CI (None without a null)."""
-
-    rank: int
-    name: str
-    layer: int
-    head: int | None
-    exact: dict[str, Estimate | None]
-    null: Estimate | None
-    attribution: dict[str, float]
-    attribution_rank: int
-    beyond_null: dict[str, bool | None]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_dict(self)
-
-
-@dataclass(frozen=True)
-class HeadAttention:
-    """Attention of one head from the decision (post-instruction) positions to the trigger
-    position (triggered run) vs to the control token at that position (control run), mean
-    over those positions per pair, bootstrap 95% CIs over pairs."""
-
-    name: str
-    layer: int
-    head: int
-    to_trigger: Estimate
-    to_control: Estimate
-    difference: Estimate
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_dict(self)
@@ -223,13 +185,6 @@ def _pack(mode, method, comps, groups, per, stats) -> ComponentEffects:
     )  # fmt: skip
 
 
-def _beyond(e: Estimate, null: Estimate | None, min_effect: float) -> bool | None:
-    if null is None or not np.isfinite([e.value, e.lo, e.hi, null.lo, null.hi]).all():
-        return None
-    big = abs(e.value) >= min_effect
-    return bool(big and ((e.lo > 0 and e.lo > null.hi) or (e.hi < 0 and e.hi < null.lo)))
-
-
 def _exact_groups(comps: Sequence[Component], cfg: ComponentConfig) -> tuple[str, ...]:
     """Every group when every component is patched exactly; on deep models only the ranking
     group and the decision positions ("post"), where a hand-over shows (the other groups
@@ -260,6 +215,63 @@ def _select_exact(
     )
 
 
+def _src_tgt(pairs: EncodedPairs, s_trig: np.ndarray, s_ctrl: np.ndarray) -> dict[str, tuple]:
+    """Per mode: (source prompts, target prompts, target's own stop scores, sign)."""
+    return {
+        "denoising": (pairs.trig_ids, pairs.ctrl_ids, s_ctrl, 1.0),
+        "noising": (pairs.ctrl_ids, pairs.trig_ids, s_trig, -1.0),
+    }
+
+
+def _attribution(
+    readout: Readout, comps, groups, src_tgt, gap, valid, cfg: ComponentConfig, progress
+) -> dict[str, ComponentEffects]:
+    """First-order patching of every component, per mode, normalised (base 0: the estimate
+    is of s_patched - s_target)."""
+    out = {}
+    for mode in cfg.modes:
+        src, tgt, _, sign = src_tgt[mode]
+        raw = attribution_patching(
+            readout.model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
+            desc=f"components: attribution ({mode})", progress=progress,
+            eos_id=readout.eos_id, pad_id=readout.pad_id,
+        )  # fmt: skip
+        per, st = _effects(
+            raw, np.zeros(len(gap)), gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed
+        )
+        out[mode] = _pack(mode, "attribution", comps, cfg.groups, per, st)
+    return out
+
+
+def _exact(
+    readout: Readout, exact_set, positions, src_tgt, gap, valid, cfg: ComponentConfig, progress
+) -> dict[str, ComponentEffects]:
+    """Exact patching of ``exact_set`` at the groups of ``positions``, per mode, normalised."""
+    out = {}
+    for mode in cfg.modes:
+        src, tgt, base, sign = src_tgt[mode]
+        raw = patch_components(
+            readout.model, src, tgt, exact_set, positions, batch_size=cfg.batch_size,
+            chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})", progress=progress,
+            eos_id=readout.eos_id, pad_id=readout.pad_id,
+        )  # fmt: skip
+        per, st = _effects(raw, base, gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed)
+        out[mode] = _pack(mode, "exact", exact_set, tuple(positions), per, st)
+    return out
+
+
+def _rank_correlation(comps, exact_set, attribution, exact, cfg) -> dict[str, dict[str, float]]:
+    """mode -> group -> Spearman(attribution, exact) over the exactly patched components."""
+    rows = [comps.index(c) for c in exact_set]
+    return {
+        mode: {
+            g: spearman(exact[mode].mean[:, gi], attribution[mode].mean[rows, cfg.groups.index(g)])
+            for gi, g in enumerate(exact[mode].groups)
+        }
+        for mode in cfg.modes
+    }
+
+
 def component_patching(
     model: nn.Module,
     pairs: EncodedPairs,
@@ -287,87 +299,46 @@ def component_patching(
     if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
         pairs = pairs.subset(range(cfg.max_pairs))
     timings: dict[str, float] = {}
-    common: dict[str, Any] = dict(eos_id=eos_id, pad_id=pad_id)
-    boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
     comps = all_components(model)
     groups = position_groups(pairs, cfg.groups)
-    n = len(pairs)
-
-    def scores(seqs) -> np.ndarray:
-        logits = last_logits(model, seqs, pad_id=pad_id, batch_size=cfg.batch_size, progress=False)
-        return stop_score(logits, eos_id).double().numpy()
-
-    s_trig, s_ctrl = scores(pairs.trig_ids), scores(pairs.ctrl_ids)
+    readout = Readout(model, eos_id, pad_id, cfg.batch_size)
+    s_trig, s_ctrl = (
+        stop_score(readout.logits(seqs), eos_id).double().numpy()
+        for seqs in (pairs.trig_ids, pairs.ctrl_ids)
+    )
     gap = s_trig - s_ctrl
     valid = np.abs(gap) >= cfg.min_gap
-    src_tgt = {
-        "denoising": (pairs.trig_ids, pairs.ctrl_ids, s_ctrl, 1.0),
-        "noising": (pairs.ctrl_ids, pairs.trig_ids, s_trig, -1.0),
-    }
+    src_tgt = _src_tgt(pairs, s_trig, s_ctrl)
 
-    attribution: dict[str, ComponentEffects] = {}
-    with timed(f"components: attribution patching, {len(comps)} components x {n} pairs",
-               enabled=progress, timings=timings, key="attribution"):  # fmt: skip
-        for mode in cfg.modes:
-            src, tgt, _, sign = src_tgt[mode]
-            raw = attribution_patching(
-                model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-                desc=f"components: attribution ({mode})", progress=progress, **common,
-            )  # fmt: skip
-            # a first-order estimate of s_patched - s_target: normalise with base 0
-            per, st = _effects(raw, np.zeros(n), gap, valid, sign, **boot)
-            attribution[mode] = _pack(mode, "attribution", comps, cfg.groups, per, st)
+    def step(label: str, key: str):
+        return timed(f"components: {label}", enabled=progress, timings=timings, key=key)
 
+    with step(f"attribution patching, {len(comps)} components x {len(pairs)} pairs", "attribution"):
+        attribution = _attribution(readout, comps, groups, src_tgt, gap, valid, cfg, progress)
     exact_set, how = _select_exact(comps, attribution, cfg)
-    exact_groups = _exact_groups(comps, cfg)
-    ex_pos = {g: groups[g] for g in exact_groups}
-    exact: dict[str, ComponentEffects] = {}
-    with timed(f"components: exact patching of {len(exact_set)} components ({how})",
-               enabled=progress, timings=timings, key="exact"):  # fmt: skip
-        for mode in cfg.modes:
-            src, tgt, base, sign = src_tgt[mode]
-            raw = patch_components(
-                model, src, tgt, exact_set, ex_pos, batch_size=cfg.batch_size,
-                chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})",
-                progress=progress, **common,
-            )  # fmt: skip
-            per, st = _effects(raw, base, gap, valid, sign, **boot)
-            exact[mode] = _pack(mode, "exact", exact_set, exact_groups, per, st)
-
+    positions = {g: groups[g] for g in _exact_groups(comps, cfg)}
+    with step(f"exact patching of {len(exact_set)} components ({how})", "exact"):
+        exact = _exact(readout, exact_set, positions, src_tgt, gap, valid, cfg, progress)
     null = null_attr = None
     n_null = 0
     if null_pairs is not None and len(null_pairs):
-        with timed("components: control-vs-control null", enabled=progress, timings=timings,
-                   key="null"):  # fmt: skip
+        with step("control-vs-control null", "null"):
             null, null_attr, n_null = _null(
-                model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common
+                readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress
             )
-
-    rows = [comps.index(c) for c in exact_set]
-    rank_corr = {
-        mode: {
-            g: spearman(
-                exact[mode].mean[:, gi],
-                attribution[mode].mean[rows, cfg.groups.index(g)],
-            )
-            for gi, g in enumerate(exact_groups)
-        }
-        for mode in cfg.modes
-    }
-    ranking = _rank(comps, exact_set, attribution, exact, null, cfg)
+    ranking = rank_components(comps, exact_set, attribution, exact, null, cfg)
     heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
-    with timed("components: attention of the top heads", enabled=progress, timings=timings,
-               key="attention"):  # fmt: skip
+    with step("attention of the top heads", "attention"):
         attention = head_attention(
             model, pairs, heads[: cfg.n_attention_heads], pad_id=pad_id,
-            batch_size=cfg.batch_size, **boot,
+            batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed,
         )  # fmt: skip
     return ComponentResult(
         config=cfg,
         n_layers=arch.n_layers(model),
         n_heads=arch.n_heads(model),
         head_dim=arch.head_dim(model),
-        n_pairs=n,
+        n_pairs=len(pairs),
         n_valid=int(valid.sum()),
         n_null=n_null,
         components=tuple(c.name for c in comps),
@@ -377,7 +348,7 @@ def component_patching(
         exact=exact,
         null=null,
         null_attribution=null_attr,
-        rank_correlation=rank_corr,
+        rank_correlation=_rank_correlation(comps, exact_set, attribution, exact, cfg),
         ranking=ranking,
         attention=attention,
         mean_stop_score={"triggered": float(s_trig.mean()), "control": float(s_ctrl.mean())},
@@ -385,7 +356,7 @@ def component_patching(
     )
 
 
-def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress, **common):
+def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress):
     """Exact and first-order patching control2 -> control, normalised by the matched pair's
     trigger gap; pairs without a control-vs-control partner are NaN."""
     by_id = {str(m.get("pair_id")): i for i, m in enumerate(null_pairs.meta)}
@@ -398,13 +369,13 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     tgt = [null_pairs.ctrl_ids[j] for j in ni]
     sub = pairs.subset(pi)
     groups = position_groups(sub, (cfg.rank_group,))  # the null judges the ranking group only
-    logits = last_logits(model, tgt, pad_id=common["pad_id"], batch_size=cfg.batch_size,
-                         progress=False)  # fmt: skip
-    base = stop_score(logits, common["eos_id"]).double().numpy()
+    model = readout.model
+    base = stop_score(readout.logits(tgt), readout.eos_id).double().numpy()
     boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
     raw = patch_components(
         model, src, tgt, exact_set, groups, batch_size=cfg.batch_size, chunk_size=cfg.chunk_size,
-        desc="components: exact (null)", progress=progress, **common,
+        desc="components: exact (null)", progress=progress, eos_id=readout.eos_id,
+        pad_id=readout.pad_id,
     )  # fmt: skip
     full = torch.full((len(pairs), *raw.shape[1:]), float("nan"))
     full[pi] = raw
@@ -416,106 +387,10 @@ def _null(model, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress,
     null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
     raw_a = attribution_patching(
         model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
-        desc="components: attribution (null)", progress=progress, **common,
+        desc="components: attribution (null)", progress=progress, eos_id=readout.eos_id,
+        pad_id=readout.pad_id,
     )  # fmt: skip
     full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
     full_a[pi] = raw_a
     per_a, st_a = _effects(full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, **boot)
     return null, _pack("null", "attribution", comps, (cfg.rank_group,), per_a, st_a), len(rows)
-
-
-def _rank(comps, exact_set, attribution, exact, null, cfg) -> tuple[RankedComponent, ...]:
-    g = cfg.rank_group
-    modes = list(cfg.modes)
-    gi = cfg.groups.index(g)
-    stacked = np.stack([np.abs(attribution[m].mean[:, gi]) for m in modes])
-    attr_score = np.nan_to_num(stacked, nan=-1.0).max(0)  # -1: no valid pair
-    attr_rank = {comps[int(i)]: r + 1 for r, i in enumerate(np.argsort(-attr_score, kind="stable"))}
-    in_exact = set(exact_set)
-
-    def key(c: Component) -> tuple[int, float]:
-        if c in in_exact:
-            vals = [abs(exact[m].estimate(c.name, g).value) for m in modes]
-            return (0, -float(np.nan_to_num(max(vals), nan=-1.0)))
-        return (1, -float(attr_score[comps.index(c)]))
-
-    rows = []
-    for rank, c in enumerate(sorted(comps, key=key), start=1):
-        ex = {m: exact[m].estimate(c.name, g) if c in in_exact else None for m in modes}
-        nl = null.estimate(c.name, g) if null is not None and c in in_exact else None
-        rows.append(
-            RankedComponent(
-                rank=rank,
-                name=c.name,
-                layer=c.layer,
-                head=c.head,
-                exact=ex,
-                null=nl,
-                attribution={m: float(attribution[m].mean[comps.index(c), gi]) for m in modes},
-                attribution_rank=attr_rank[c],
-                beyond_null={
-                    m: None if e is None else _beyond(e, nl, cfg.min_effect) for m, e in ex.items()
-                },
-            )
-        )
-    return tuple(rows)
-
-
-@torch.no_grad()
-def head_attention(
-    model: nn.Module,
-    pairs: EncodedPairs,
-    heads: Sequence[Component],
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> tuple[HeadAttention, ...]:
-    """For each head: attention from the post-instruction positions to the trigger position
-    (triggered runs) and to the control token there (control runs); see `HeadAttention`."""
-    heads = [h for h in heads if h.head is not None]
-    if not heads or len(pairs) == 0:
-        return ()
-    layers = sorted({h.layer for h in heads})
-    post = position_groups(pairs, ("post",))["post"]
-    device = model_device(model)
-
-    def weights(seqs) -> torch.Tensor:  # [n, len(heads)]
-        def one_batch(idx: list[int]) -> torch.Tensor:
-            ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
-            store: dict[int, torch.Tensor] = {}
-
-            def grab(layer):
-                def hook(module, args, kwargs, output):
-                    w = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-                    if w is None:
-                        raise RuntimeError("attention weights not returned (eager attention)")
-                    store[layer] = w.detach().float().cpu()
-
-                return hook
-
-            hooks = [(arch.get_attn(model, layer), grab(layer)) for layer in layers]
-            with (
-                add_hooks((), [*hooks, stop_after(model, max(layers))]),
-                contextlib.suppress(StopForward),
-            ):
-                model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
-            out = torch.zeros(len(idx), len(heads))
-            for bi, i in enumerate(idx):
-                t, ps = pairs.trigger_pos[i], post[i]
-                for k, h in enumerate(heads):
-                    out[bi, k] = store[h.layer][bi, h.head, ps, t].mean() if ps else float("nan")
-            return out
-
-        return run_batched(one_batch, [len(s) for s in seqs], batch_size, progress=False)
-
-    with arch.eager_attention(model):
-        wt = weights(pairs.trig_ids).double().numpy()
-        wc = weights(pairs.ctrl_ids).double().numpy()
-    out = []
-    for k, h in enumerate(heads):
-        ests = [bootstrap_mean(x[:, k], n_boot=n_boot, seed=seed) for x in (wt, wc, wt - wc)]
-        assert all(isinstance(e, Estimate) for e in ests)
-        out.append(HeadAttention(h.name, h.layer, int(h.head or 0), *ests))  # type: ignore[arg-type]
-    return tuple(out)

@@ -40,18 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import jsonable
-from stoplens.analyses.steering import (
-    NO_JSON,
-    Ablation,
-    Addition,
-    OutcomeCache,
-    dataclass_dict,
-    intervened_logits,
-    kl_divergence,
-)
-from stoplens.capture.extract import capture_residuals
+from stoplens.capture.extract import capture_residuals, kl_divergence
 from stoplens.capture.pairs import EncodedPairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation, Addition
+from stoplens.interventions.readout import Readout
 from stoplens.models import arch
 from stoplens.progress import bar as progress_bar
 
@@ -245,109 +240,71 @@ def candidate_layers_from_patching(patching: Any, group: str, min_recovery: floa
     ]
 
 
-@torch.no_grad()
-def select_direction(
-    model: nn.Module,
-    directions: MeanDiffDirections,
-    val_pairs: EncodedPairs,
-    *,
-    eos_id: int,
-    pad_id: int = 0,
-    alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-    kl_threshold: float = 0.1,
-    prune_last_fraction: float = 0.0,
-    ablation_threshold: float = 0.0,
-    ablation_max_stop_fraction: float = 0.1,
-    addition_threshold: float = 0.0,
-    batch_size: int = 32,
-    cache: OutcomeCache | None = None,
-    candidate_layers: Sequence[int] | None = None,
-    progress: bool = False,
-) -> DirectionSelection:
-    """Sweep the candidate layers of ``directions`` on ``val_pairs`` and select one (module
-    doc). ``candidate_layers``: restrict the sweep (e.g. to where patching finds the signal);
-    layers outside it are reported as candidates failing the "layer" filter without being
-    swept. ``cache``: an `OutcomeCache` of ``model`` to share (additions at one layer then run
-    from its stored residual)."""
-    if len(val_pairs) == 0:
-        raise ValueError("select_direction: no validation pairs")
-    if not alphas:
-        raise ValueError("select_direction: empty alpha grid")
-    L = arch.n_layers(model)
-    ok_layers = set(allowed_layers(L, prune_last_fraction, candidate_layers))
-    if not ok_layers & set(directions.layers):
-        raise ValueError(
-            f"no eligible layer: a model with {L} layers, prune_last_fraction="
-            f"{prune_last_fraction} and candidates {candidate_layers} leaves none of "
-            f"{directions.layers}; lower the fraction or widen the candidates"
-        )
-    kw: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
-    cache = OutcomeCache(model, eos_id) if cache is None else cache
-    cache.check(model, eos_id)
-    trig, clean = val_pairs.trig_ids, val_pairs.ctrl_ids
-    base_c = intervened_logits(model, clean, None, **kw)  # full distribution, for KL
-    s_t, sc_t = cache.outcomes(trig, None, **kw)
-    s_c, sc_c = cache.store(clean, None, base_c)
-    baseline = {
-        "triggered_stop_rate": float(s_t.mean()),
-        "triggered_stop_score": float(sc_t.mean()),
-        "clean_stop_rate": float(s_c.mean()),
-        "clean_stop_score": float(sc_c.mean()),
-    }
-    cands = []
-    bar = progress_bar(
-        total=len(ok_layers & set(directions.layers)), desc="causal: direction selection (layers)",
-        enabled=progress,
-    )  # fmt: skip
-    for layer in directions.layers:
-        r = directions.get(layer).float()
-        norm = float(r.norm())
-        if layer not in ok_layers:  # not swept: reported as failing the layer filter
-            cands.append(LayerCandidate(layer, norm, {"layer": False, "nonzero": norm >= 1e-8}))
-            continue
-        bar.update(1)
-        if norm < 1e-8:  # nothing to ablate or add
-            cands.append(
-                LayerCandidate(layer, norm, {"layer": layer in ok_layers, "nonzero": False})
-            )
-            continue
-        abl = Ablation(r)
-        s_a, sc_a = cache.outcomes(trig, abl, **kw)
-        kl = float(kl_divergence(intervened_logits(model, clean, abl, **kw), base_c).mean())
-        sweep = []
-        for a in alphas:
-            s_x, sc_x = cache.outcomes(clean, Addition(float(a) * r, layer), **kw)
-            sweep.append(AlphaScore(float(a), float(s_x.mean()), float(sc_x.mean())))
-        good = [s for s in sweep if s.stop_score > addition_threshold]
-        # the smallest α that induces stopping; else the α that comes closest
-        if good:
-            chosen = min(good, key=lambda s: s.alpha)
-        else:
-            chosen = max(sweep, key=lambda s: s.stop_score)
-        filters = {
-            "layer": layer in ok_layers,
-            "nonzero": True,
-            "ablation": float(sc_a.mean()) < ablation_threshold
-            and float(s_a.mean()) <= ablation_max_stop_fraction * float(s_t.mean()),
-            "addition": bool(good),
-            "kl": kl <= kl_threshold,
-        }
-        cands.append(
-            LayerCandidate(
-                layer=layer,
-                norm=norm,
-                ablation_stop_rate=float(s_a.mean()),
-                ablation_stop_score=float(sc_a.mean()),
-                addition=tuple(sweep),
-                alpha=chosen.alpha,
-                addition_stop_rate=chosen.stop_rate,
-                addition_stop_score=chosen.stop_score,
-                kl=kl,
-                filters=filters,
-            )
-        )
+@dataclass(frozen=True)
+class SelectionCriteria:
+    """What the selection sweeps and how it filters (module docstring): the α grid, the KL,
+    ablation and addition thresholds, ``prune_last_fraction`` and, optionally, the
+    ``candidate_layers`` to restrict the sweep to."""
 
-    bar.close()
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    kl_threshold: float = 0.1
+    prune_last_fraction: float = 0.0
+    ablation_threshold: float = 0.0
+    ablation_max_stop_fraction: float = 0.1
+    addition_threshold: float = 0.0
+    candidate_layers: tuple[int, ...] | None = None
+
+
+def _sweep_layer(
+    readout: Readout,
+    cache: OutcomeCache,
+    val_pairs: EncodedPairs,
+    layer: int,
+    r: torch.Tensor,
+    clean_logits: torch.Tensor,
+    triggered_rate: float,
+    f: SelectionCriteria,
+) -> LayerCandidate:
+    """Ablate r̂ on the triggered VAL prompts, add α r for each α on the clean ones, measure
+    the KL cost of the ablation on the clean ones, and apply the filters."""
+    trig, clean = val_pairs.trig_ids, val_pairs.ctrl_ids
+    abl = Ablation(r)
+    s_a, sc_a = cache.read(readout, trig, abl)
+    kl = float(kl_divergence(readout.logits(clean, abl), clean_logits).mean())
+    sweep = []
+    for a in f.alphas:
+        s_x, sc_x = cache.read(readout, clean, Addition(float(a) * r, layer))
+        sweep.append(AlphaScore(float(a), float(s_x.mean()), float(sc_x.mean())))
+    good = [s for s in sweep if s.stop_score > f.addition_threshold]
+    # the smallest α that induces stopping; else the α that comes closest
+    chosen = min(good, key=lambda s: s.alpha) if good else max(sweep, key=lambda s: s.stop_score)
+    filters = {
+        "layer": True,
+        "nonzero": True,
+        "ablation": float(sc_a.mean()) < f.ablation_threshold
+        and float(s_a.mean()) <= f.ablation_max_stop_fraction * triggered_rate,
+        "addition": bool(good),
+        "kl": kl <= f.kl_threshold,
+    }
+    return LayerCandidate(
+        layer=layer,
+        norm=float(r.norm()),
+        ablation_stop_rate=float(s_a.mean()),
+        ablation_stop_score=float(sc_a.mean()),
+        addition=tuple(sweep),
+        alpha=chosen.alpha,
+        addition_stop_rate=chosen.stop_rate,
+        addition_stop_score=chosen.stop_score,
+        kl=kl,
+        filters=filters,
+    )
+
+
+def _choose(
+    cands: Sequence[LayerCandidate], baseline: dict[str, float], kl_threshold: float
+) -> tuple[LayerCandidate, str]:
+    """Among the layers passing every filter, the lowest ablated triggered stop score; if none
+    passes, the layer passing the most filters (and the reason says which fail)."""
     eligible = [c for c in cands if c.filters["layer"] and c.filters["nonzero"]]
     if not eligible:
         raise ValueError("select_direction: every eligible layer has a zero mean difference")
@@ -355,7 +312,7 @@ def select_direction(
     key = lambda c: c.ablation_stop_score  # noqa: E731
     if passing:
         best = min(passing, key=key)
-        reason = (
+        return best, (
             f"layer {best.layer}: lowest ablated triggered stop score "
             f"({best.ablation_stop_score:.3g}; unablated {baseline['triggered_stop_score']:.3g}) "
             f"among {len(passing)} layer(s) passing all filters "
@@ -363,15 +320,89 @@ def select_direction(
             f"score {best.addition_stop_score:.3g} (unsteered {baseline['clean_stop_score']:.3g}); "
             f"KL {best.kl:.3g} <= {kl_threshold:g}"
         )
-    else:
-        best = min(eligible, key=lambda c: (-sum(c.filters.values()), key(c)))
-        failed = [k for k, v in best.filters.items() if not v]
-        reason = (
-            f"NO layer passes every filter; layer {best.layer} passes the most (fails: "
-            f"{', '.join(failed)}) with ablated triggered stop score "
-            f"{best.ablation_stop_score:.3g}, addition stop score {best.addition_stop_score:.3g} "
-            f"at α={best.alpha:g}, KL {best.kl:.3g}"
+    best = min(eligible, key=lambda c: (-sum(c.filters.values()), key(c)))
+    failed = [k for k, v in best.filters.items() if not v]
+    return best, (
+        f"NO layer passes every filter; layer {best.layer} passes the most (fails: "
+        f"{', '.join(failed)}) with ablated triggered stop score "
+        f"{best.ablation_stop_score:.3g}, addition stop score {best.addition_stop_score:.3g} "
+        f"at α={best.alpha:g}, KL {best.kl:.3g}"
+    )
+
+
+def _check_selection(
+    directions: MeanDiffDirections,
+    val_pairs: EncodedPairs,
+    criteria: SelectionCriteria,
+    ok_layers: set[int],
+    n_layers: int,
+) -> None:
+    if len(val_pairs) == 0:
+        raise ValueError("select_direction: no validation pairs")
+    if not criteria.alphas:
+        raise ValueError("select_direction: empty alpha grid")
+    if not ok_layers & set(directions.layers):
+        raise ValueError(
+            f"no eligible layer: a model with {n_layers} layers, prune_last_fraction="
+            f"{criteria.prune_last_fraction} and candidates {criteria.candidate_layers} leaves "
+            f"none of {directions.layers}; lower the fraction or widen the candidates"
         )
+
+
+def _baseline(
+    readout: Readout, cache: OutcomeCache, val_pairs: EncodedPairs
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clean prompts' full next-token logits [n, vocab] (for KL) and the unintervened
+    stop rates and mean stop scores."""
+    clean_logits = readout.logits(val_pairs.ctrl_ids)
+    s_t, sc_t = cache.read(readout, val_pairs.trig_ids, None)
+    s_c, sc_c = cache.store(val_pairs.ctrl_ids, None, clean_logits)
+    return clean_logits, {
+        "triggered_stop_rate": float(s_t.mean()),
+        "triggered_stop_score": float(sc_t.mean()),
+        "clean_stop_rate": float(s_c.mean()),
+        "clean_stop_score": float(sc_c.mean()),
+    }
+
+
+@torch.no_grad()
+def select_direction(
+    readout: Readout,
+    directions: MeanDiffDirections,
+    val_pairs: EncodedPairs,
+    *,
+    criteria: SelectionCriteria = SelectionCriteria(),
+    cache: OutcomeCache | None = None,
+    progress: bool = False,
+) -> DirectionSelection:
+    """Sweep the candidate layers of ``directions`` on ``val_pairs`` and select one (module
+    doc). Layers outside ``criteria.candidate_layers`` are reported as candidates failing the
+    "layer" filter without being swept. ``cache``: an `OutcomeCache` of the readout's model to
+    share (additions at one layer then run from its stored residual)."""
+    f = criteria
+    L = arch.n_layers(readout.model)
+    ok_layers = set(allowed_layers(L, f.prune_last_fraction, f.candidate_layers))
+    _check_selection(directions, val_pairs, f, ok_layers, L)
+    cache = OutcomeCache.of(readout) if cache is None else cache
+    clean_logits, baseline = _baseline(readout, cache, val_pairs)
+    cands = []
+    n_swept = len(ok_layers & set(directions.layers))
+    desc = "causal: direction selection (layers)"
+    with progress_bar(total=n_swept, desc=desc, enabled=progress) as bar:
+        for layer in directions.layers:
+            r = directions.get(layer).float()
+            norm = float(r.norm())
+            if layer in ok_layers and norm >= 1e-8:
+                rate = baseline["triggered_stop_rate"]
+                cands.append(
+                    _sweep_layer(readout, cache, val_pairs, layer, r, clean_logits, rate, f)
+                )
+            else:  # not swept (fails the layer filter), or nothing to ablate or add
+                filters = {"layer": layer in ok_layers, "nonzero": norm >= 1e-8}
+                cands.append(LayerCandidate(layer, norm, filters))
+            if layer in ok_layers:
+                bar.update(1)
+    best, reason = _choose(cands, baseline, f.kl_threshold)
     assert best.alpha is not None
     return DirectionSelection(
         layer=best.layer,
@@ -381,14 +412,14 @@ def select_direction(
         candidates=tuple(cands),
         baseline=baseline,
         thresholds={
-            "kl_threshold": kl_threshold,
-            "prune_last_fraction": prune_last_fraction,
-            "ablation_threshold": ablation_threshold,
-            "ablation_max_stop_fraction": ablation_max_stop_fraction,
-            "addition_threshold": addition_threshold,
-            "alphas": [float(a) for a in alphas],
+            "kl_threshold": f.kl_threshold,
+            "prune_last_fraction": f.prune_last_fraction,
+            "ablation_threshold": f.ablation_threshold,
+            "ablation_max_stop_fraction": f.ablation_max_stop_fraction,
+            "addition_threshold": f.addition_threshold,
+            "alphas": [float(a) for a in f.alphas],
             "allowed_layers": sorted(ok_layers),
-            "candidate_layers": None if candidate_layers is None else sorted(candidate_layers),
+            "candidate_layers": None if f.candidate_layers is None else sorted(f.candidate_layers),
         },
         n_val=len(val_pairs),
         directions=directions,

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, nan_bootstrap_mean
-from stoplens.analyses.steering import dataclass_dict
 from stoplens.capture.extract import (
     capture_residuals,
     last_logits,
@@ -115,6 +115,24 @@ def _patch_factory(model, layer, src, positions, cols, d, dtype, device):
     return factory
 
 
+def _check_aligned(source_seqs, target_seqs, groups) -> None:
+    n = len(source_seqs)
+    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
+        raise ValueError("patching: sources, targets and groups must have one entry per pair")
+    for s, t in zip(source_seqs, target_seqs, strict=True):
+        if len(s) != len(t):
+            raise ValueError("patching: a source and its target differ in length")
+
+
+def _slots(chunk: list[int], groups: Mapping[str, Sequence[Sequence[int]]]):
+    """Every position any group needs, per pair of ``chunk``, padded to equal count by
+    repetition (``slots``), and position -> slot index per pair (``slot_of``)."""
+    need = [sorted({p for g in groups for p in groups[g][i]}) for i in chunk]
+    width = max(1, max(len(x) for x in need))
+    slots = [x + [x[-1] if x else 0] * (width - len(x)) for x in need]
+    return slots, [{p: j for j, p in enumerate(x)} for x in need]
+
+
 @torch.no_grad()
 def patch_residual_stream(
     model: nn.Module,
@@ -141,69 +159,41 @@ def patch_residual_stream(
     Returns:
         float32 [n, n_layers, n_groups] patched stop scores (group order = ``groups``' order).
     """
-    n = len(source_seqs)
-    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
-        raise ValueError("patching: sources, targets and groups must have one entry per pair")
-    for s, t in zip(source_seqs, target_seqs, strict=True):
-        if len(s) != len(t):
-            raise ValueError("patching: a source and its target differ in length")
-    L = arch.n_layers(model)
+    _check_aligned(source_seqs, target_seqs, groups)
+    n, L = len(source_seqs), arch.n_layers(model)
     layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
-    names = list(groups)
-    out = torch.full((n, len(layers), len(names)), float("nan"))
-    device = model_device(model)
-    dtype = arch.get_embed(model).weight.dtype
-    d = arch.d_model(model)
-
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    bar = progress_bar(
-        total=n_chunks * len(layers) * len(names), desc=desc, unit="cell", enabled=progress
-    )
-    for c0 in range(0, n, chunk_size):
-        chunk = list(range(c0, min(n, c0 + chunk_size)))
-        # every position any group needs, per pair, padded to equal count by repetition
-        need = [sorted({p for g in names for p in groups[g][i]}) for i in chunk]
-        width = max(1, max(len(x) for x in need))
-        slots = [x + [x[-1] if x else 0] * (width - len(x)) for x in need]
-        slot_of = [{p: j for j, p in enumerate(x)} for x in need]
-        src = capture_residuals(
-            model,
-            [source_seqs[i] for i in chunk],
-            slots,
-            layers,
-            pad_id=pad_id,
-            batch_size=batch_size,
-            progress=False,
-            desc="patch source",
-        )  # [c, n_layers, width, d]
-        tgt = [target_seqs[i] for i in chunk]
-        mid = [layer for layer in layers if 0 < layer < L]
-        tgt_resid = (
-            residual_sequences(model, tgt, mid, pad_id=pad_id, batch_size=batch_size) if mid else {}
-        )
-        for li, layer in enumerate(layers):
-            for gi, g in enumerate(names):
-                bar.update(1)
-                pos_g = [list(groups[g][i]) for i in chunk]
-                if not any(pos_g):
-                    continue
-                cols = [[slot_of[j][p] for p in ps] for j, ps in enumerate(pos_g)]
-                factory = _patch_factory(model, layer, src[:, li], pos_g, cols, d, dtype, device)
-                logits = last_logits(
-                    model,
-                    tgt,
-                    pad_id=pad_id,
-                    batch_size=batch_size,
-                    hook_factory=factory,
-                    resume=resume_from(layer, tgt_resid[layer]) if layer in tgt_resid else None,
-                    progress=False,
-                    desc="patch",
-                )
-                scores = stop_score(logits, eos_id)
-                for j, i in enumerate(chunk):
-                    if groups[g][i]:
-                        out[i, li, gi] = scores[j]
-    bar.close()
+    out = torch.full((n, len(layers), len(groups)), float("nan"))
+    batch: dict[str, Any] = dict(pad_id=pad_id, batch_size=batch_size)
+    edit = (arch.d_model(model), arch.get_embed(model).weight.dtype, model_device(model))
+    n_cells = ((n + chunk_size - 1) // chunk_size) * len(layers) * len(groups)
+    with progress_bar(total=n_cells, desc=desc, unit="cell", enabled=progress) as bar:
+        for c0 in range(0, n, chunk_size):
+            chunk = list(range(c0, min(n, c0 + chunk_size)))
+            slots, slot_of = _slots(chunk, groups)
+            src = capture_residuals(
+                model, [source_seqs[i] for i in chunk], slots, layers, progress=False,
+                desc="patch source", **batch,
+            )  # fmt: skip  # [c, n_layers, width, d]
+            tgt = [target_seqs[i] for i in chunk]
+            mid = [layer for layer in layers if 0 < layer < L]
+            tgt_resid = residual_sequences(model, tgt, mid, **batch) if mid else {}
+            for li, layer in enumerate(layers):
+                for gi, g in enumerate(groups):
+                    bar.update(1)
+                    pos_g = [list(groups[g][i]) for i in chunk]
+                    if not any(pos_g):
+                        continue
+                    cols = [[slot_of[j][p] for p in ps] for j, ps in enumerate(pos_g)]
+                    factory = _patch_factory(model, layer, src[:, li], pos_g, cols, *edit)
+                    resume = resume_from(layer, tgt_resid[layer]) if layer in tgt_resid else None
+                    logits = last_logits(
+                        model, tgt, hook_factory=factory, resume=resume, progress=False,
+                        desc="patch", **batch,
+                    )  # fmt: skip
+                    scores = stop_score(logits, eos_id)
+                    for j, i in enumerate(chunk):
+                        if groups[g][i]:
+                            out[i, li, gi] = scores[j]
     return out
 
 
@@ -284,32 +274,20 @@ def activation_patching(
     L = arch.n_layers(model)
     layers = tuple(range(L + 1)) if layers is None else tuple(int(x) for x in layers)
     pos = position_groups(pairs, groups)
-    s_trig = stop_score(
-        last_logits(model, pairs.trig_ids, pad_id=pad_id, batch_size=batch_size, progress=False),
-        eos_id,
-    ).double()
-    s_ctrl = stop_score(
-        last_logits(model, pairs.ctrl_ids, pad_id=pad_id, batch_size=batch_size, progress=False),
-        eos_id,
-    ).double()
-    src, tgt = (
-        (pairs.trig_ids, pairs.ctrl_ids)
-        if mode == "denoising"
-        else (pairs.ctrl_ids, pairs.trig_ids)
+    s_trig, s_ctrl = (
+        stop_score(
+            last_logits(model, seqs, pad_id=pad_id, batch_size=batch_size, progress=False), eos_id
+        ).double()
+        for seqs in (pairs.trig_ids, pairs.ctrl_ids)
     )
+    src, tgt = (pairs.trig_ids, pairs.ctrl_ids)
+    if mode == "noising":
+        src, tgt = tgt, src
     raw = patch_residual_stream(
-        model,
-        src,
-        tgt,
-        pos,
-        eos_id=eos_id,
-        layers=layers,
-        pad_id=pad_id,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        progress=progress,
+        model, src, tgt, pos, eos_id=eos_id, layers=layers, pad_id=pad_id,
+        batch_size=batch_size, chunk_size=chunk_size, progress=progress,
         desc=f"causal: patching ({mode})",
-    ).double()
+    ).double()  # fmt: skip
     gap = s_trig - s_ctrl
     valid = gap.abs() >= min_gap
     norm = (raw - s_ctrl[:, None, None]) / gap[:, None, None]

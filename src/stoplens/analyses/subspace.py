@@ -16,7 +16,7 @@ on the TEST pairs):
   a head's is taken before the attention post-norm (which is not per head).
 
 For each k the span is ablated (x -> x - Q Qᵀ x at every block input, attention output and
-MLP output, all positions: `stoplens.analyses.steering.SubspaceAblation`) on the triggered TEST
+MLP output, all positions: `stoplens.interventions.primitives.SubspaceAblation`) on the triggered TEST
 prompts. The effect is the drop in stop rate (greedy first token = EOS) with a bootstrap 95% CI,
 against ``n_random`` random k-dimensional subspaces (the null; empirical one-sided p). The cost
 is the mean KL(ablated || original) of the next-token distribution on the clean TEST prompts,
@@ -40,20 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.results import NO_JSON, NullComparison, dataclass_dict, null_comparison
 from stoplens.analyses.stats import Estimate, bootstrap_mean, wilson
-from stoplens.analyses.steering import (
-    NO_JSON,
-    NullComparison,
-    SubspaceAblation,
-    dataclass_dict,
-    intervened_logits,
-    kl_divergence,
-    null_comparison,
-    stop_outcomes,
-)
-from stoplens.capture.extract import capture_residuals
+from stoplens.capture.extract import capture_residuals, kl_divergence
 from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component, capture_sites
+from stoplens.interventions.primitives import SubspaceAblation
+from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models import arch
 from stoplens.progress import bar
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.steering import dataclass_dict
+from stoplens.analyses.results import dataclass_dict
 from stoplens.errors import StoplensError
 from stoplens.models import arch
 
@@ -160,6 +160,69 @@ def _orthonormal(q: torch.Tensor | None) -> torch.Tensor | None:
 
 
 @torch.no_grad()
+def _residual_writers(model: nn.Module) -> dict[int, int]:
+    """id(module) -> layer of the modules that write into the residual stream (attention
+    and MLP output projections)."""
+    writers: dict[int, int] = {}
+    for layer in range(arch.n_layers(model)):
+        for get in (arch.get_attn_out_proj, arch.get_mlp_out_proj):
+            try:
+                writers[id(get(model, layer))] = layer
+            except StoplensError:
+                continue
+    return writers
+
+
+def _module_update(
+    layer: int,
+    name: str,
+    role: str,
+    dw: torch.Tensor,
+    r: torch.Tensor,
+    q: torch.Tensor | None,
+    top: int,
+) -> ModuleUpdate:
+    """One update ΔW read against the unit direction ``r`` and the subspace ``q``."""
+    u, s, vh = torch.linalg.svd(dw, full_matrices=False)
+    side = u.t() if role == "write" else vh  # residual-side directions as rows [rank, d]
+    fro2 = float((s**2).sum()) or 1e-30
+    proj = (r @ dw) if role == "write" else (dw @ r)
+    share_q = None
+    if q is not None:
+        pq = (q @ dw) if role == "write" else (dw @ q.t())
+        share_q = float((pq**2).sum()) / fro2
+    keep = min(top, int((s > s[0] * 1e-6).sum()) if s.numel() and s[0] > 0 else 0)
+    return ModuleUpdate(
+        layer=layer,
+        module=name,
+        role=role,
+        frobenius=fro2**0.5,
+        singular=tuple(float(x) for x in s[:keep]),
+        cos_top=tuple(float(abs(side[i] @ r)) for i in range(keep)),
+        share_along=float((proj**2).sum()) / fro2,
+        share_in_subspace=share_q,
+    )
+
+
+def _embedding_change(
+    model: nn.Module, base: nn.Module, trigger_id: int, r: torch.Tensor, q: torch.Tensor | None
+) -> EmbeddingChange:
+    """The trigger row's change from ``base`` to ``model``, read against ``r`` and ``q``."""
+    ids = torch.tensor([[trigger_id]])
+    e_ft = arch.get_embed(model)(ids.to(arch.input_device(model)))[0, 0].double().cpu()
+    e_b = arch.get_embed(base)(ids.to(arch.input_device(base)))[0, 0].double().cpu()
+    de = e_ft - e_b
+    return EmbeddingChange(
+        token_id=trigger_id,
+        norm=float(de.norm()),
+        base_norm=float(e_b.norm()),
+        cos_direction=float(_unit(de) @ r) if float(de.norm()) > 0 else 0.0,
+        share_in_subspace=None
+        if q is None or float(de.norm()) == 0
+        else float(((q @ de) ** 2).sum() / (de @ de)),
+    )
+
+
 def weight_view(
     model: nn.Module,
     direction: torch.Tensor,
@@ -180,54 +243,16 @@ def weight_view(
         raise StoplensError(f"direction has {r.numel()} entries; the model's width is {d}")
     q = _orthonormal(subspace)
     source, ups = _updates(model, base)
-    writers: dict[int, int] = {}
-    for layer in range(arch.n_layers(model)):
-        for get in (arch.get_attn_out_proj, arch.get_mlp_out_proj):
-            try:
-                writers[id(get(model, layer))] = layer
-            except StoplensError:
-                continue
+    writers = _residual_writers(model)
     rows = []
     for layer, name, mod, dw in ups:
         role = "write" if id(mod) in writers and dw.shape[0] == d else "read"
         if role == "read" and dw.shape[1] != d:
             continue  # neither reads nor writes the residual stream (e.g. an MLP's inner map)
-        u, s, vh = torch.linalg.svd(dw, full_matrices=False)
-        side = u.t() if role == "write" else vh  # residual-side directions as rows [rank, d]
-        fro2 = float((s**2).sum()) or 1e-30
-        proj = (r @ dw) if role == "write" else (dw @ r)
-        share_q = None
-        if q is not None:
-            pq = (q @ dw) if role == "write" else (dw @ q.t())
-            share_q = float((pq**2).sum()) / fro2
-        keep = min(top, int((s > s[0] * 1e-6).sum()) if s.numel() and s[0] > 0 else 0)
-        rows.append(
-            ModuleUpdate(
-                layer=layer,
-                module=name,
-                role=role,
-                frobenius=fro2**0.5,
-                singular=tuple(float(x) for x in s[:keep]),
-                cos_top=tuple(float(abs(side[i] @ r)) for i in range(keep)),
-                share_along=float((proj**2).sum()) / fro2,
-                share_in_subspace=share_q,
-            )
-        )
+        rows.append(_module_update(layer, name, role, dw, r, q, top))
     emb = None
     if base is not None and trigger_id is not None:
-        ids = torch.tensor([[int(trigger_id)]])
-        e_ft = arch.get_embed(model)(ids.to(arch.input_device(model)))[0, 0].double().cpu()
-        e_b = arch.get_embed(base)(ids.to(arch.input_device(base)))[0, 0].double().cpu()
-        de = e_ft - e_b
-        emb = EmbeddingChange(
-            token_id=int(trigger_id),
-            norm=float(de.norm()),
-            base_norm=float(e_b.norm()),
-            cos_direction=float(_unit(de) @ r) if float(de.norm()) > 0 else 0.0,
-            share_in_subspace=None
-            if q is None or float(de.norm()) == 0
-            else float(((q @ de) ** 2).sum() / (de @ de)),
-        )
+        emb = _embedding_change(model, base, int(trigger_id), r, q)
     g = torch.Generator().manual_seed(seed)
     rnd = torch.randn(4000, d, generator=g, dtype=torch.float64)
     null_cos = np.percentile(np.abs((rnd / rnd.norm(dim=1, keepdim=True)) @ r).numpy(), 95)

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stoplens.analyses.steering import Ablation, Addition, SubspaceAblation
 from stoplens.capture.hooks import add_hooks
 from stoplens.errors import StoplensError
+from stoplens.interventions.primitives import Ablation, Addition, SubspaceAblation
 from stoplens.io import atomic_write_bytes
 from stoplens.models import arch
 

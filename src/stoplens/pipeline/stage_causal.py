@@ -36,9 +36,10 @@ def encode_split(models: Models, loaded, split: str, opts: AnalyzeOptions):
 def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[str, Any]:
     """Activation patching, directions (train) / selection (val) / effects (test), held-out
     placements, base control, knowledge-vs-behavioral and checkpoint dynamics."""
-    from stoplens.analyses.causal import CausalConfig, checkpoint_dynamics, run_causal
-    from stoplens.analyses.steering import OutcomeCache
+    from stoplens.analyses.causal import CausalConfig, run_causal
+    from stoplens.analyses.dynamics import checkpoint_dynamics
     from stoplens.capture.pairs import encode_pairs
+    from stoplens.interventions.cache import OutcomeCache
 
     ft = models.ft
     pad = ft.tokenizer.pad_token_id if ft.tokenizer.pad_token_id is not None else ft.eos_id
@@ -93,8 +94,11 @@ def _knowledge_vs_behavioral(
 ) -> dict[str, Any]:
     """The causal suite on the knowledge-trained model (lighter settings) and, when both
     select a direction, the cross-regime comparison of the two directions."""
-    from stoplens.analyses.causal import cross_model, run_causal
-    from stoplens.analyses.steering import OutcomeCache
+    from stoplens.analyses.causal import run_causal
+    from stoplens.analyses.generalization import cross_model
+    from stoplens.analyses.results import Nulls
+    from stoplens.interventions.cache import OutcomeCache
+    from stoplens.interventions.readout import Readout
 
     ft = models.ft
     assert models.knowledge is not None
@@ -117,16 +121,13 @@ def _knowledge_vs_behavioral(
     out["causal_knowledge"] = k_result
     if k_result.selection is not None:
         out["cross_regime"] = cross_model(
-            ft.model,
-            models.knowledge.model,
+            Readout(ft.model, ft.eos_id, pad, opts.batch_size),
+            Readout(models.knowledge.model, ft.eos_id, pad, opts.batch_size),
             result.selection,
             k_result.selection,
             test,
-            eos_id=ft.eos_id,
-            pad_id=pad,
             labels=("behavioral", "knowledge"),
-            batch_size=opts.batch_size,
-            seed=opts.seed,
+            nulls=Nulls(n_random=16, seed=opts.seed),
             caches=(ft_cache, k_cache),
         )
     return out
