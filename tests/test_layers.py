@@ -52,11 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 # (importer, imported) -> who owns the fix
-KNOWN: dict[tuple[str, str], str] = {
-    ("stoplens.interventions.artifact", "stoplens.analyses.steering"): (
-        "refactor-causal: the intervention primitives live in analyses/steering.py"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path, root: Path) -> str:

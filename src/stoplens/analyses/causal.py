@@ -113,7 +113,10 @@ class CausalConfig:
         for name in ("n_random", "n_random_heldout"):
             k = getattr(self, name)
             if k < 16:
-                raise ValueError(f"{name} must be >= 16 (DESIGN.md §4 item 5), got {k}")
+                raise ValueError(
+                    f"{name} must be >= 16 (got {k}): the random-direction null needs at "
+                    "least 16 directions of the same norm"
+                )
             if 1 / (k + 1) > self.p_threshold:
                 raise ValueError(
                     f"{name}={k} random directions can never give an empirical p <= "
