@@ -18,7 +18,9 @@ Per captured layer, on the n×d matrix of Δs at the last decision position:
 The top uncentred direction per layer (unit, signed to agree with the mean Δ) is part of the
 result. The top-k energy shares, σ₂²/σ₁² and the PC1 share carry bootstrap CIs
 (``n_boot_spectrum`` resamples, via the n×n or d×d Gram matrix of each resample, batched; exact
-eigensolves up to 192×192, warm-started subspace iteration beyond). With n Δs the rank is
+eigensolves up to 192×192, warm-started subspace iteration beyond), shifted by the bootstrap's
+bias estimate: a resample repeats rows, which concentrates the spectrum, so the plain
+percentile interval can miss the estimate (`stoplens.analyses.stats.bias_corrected_interval`). With n Δs the rank is
 at most n: ``n_too_small`` is set when n < ``min_n`` or n ≤ the largest k asked, and no
 claim of low rank should be made then. In-memory path; streamed point estimates of the same
 spectrum come from `DeltaStats` in benchmarks/streaming.py (outside the package). Must not:
@@ -36,9 +38,9 @@ from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
     EstimateSeries,
+    bias_corrected_interval,
     bootstrap_mean,
     jsonable,
-    percentile_interval,
     resample_weights,
 )
 from stoplens.capture.deltaset import DeltaSet
@@ -268,6 +270,9 @@ def _boot_spectrum(
     return np.concatenate(e1), np.concatenate(p1)[:, 0]
 
 
+_SHARE = (0.0, 1.0)  # energy shares and σ₂²/σ₁² lie in [0, 1]
+
+
 def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, dict]:
     """`SpectrumStats` of Δs ``x`` [n, k, d] (float64) plus per-layer extras (top direction,
     PCs, mean) for the caller."""
@@ -311,18 +316,19 @@ def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, di
         loo[:, j] = loo_cosines(xj)
         be, bp = _boot_spectrum(xj, w, q)  # [B, q'] eigenvalue shares (q' <= q), [B]
         cum = np.cumsum(be, axis=1)
+        # resampling rows concentrates the spectrum: intervals corrected for that bias
         for i, kk in enumerate(ks):
-            lo, hi = percentile_interval(cum[:, min(kk, cum.shape[1]) - 1], cfg.ci)
-            ek[i, :, j] = (energy[i, j], lo, hi)
+            est = energy[i, j]
+            lo, hi = bias_corrected_interval(cum[:, min(kk, cum.shape[1]) - 1], est, cfg.ci, _SHARE)
+            ek[i, :, j] = (est, lo, hi)
         with np.errstate(divide="ignore", invalid="ignore"):
             second = be[:, 1] / be[:, 0] if be.shape[1] > 1 else np.zeros(len(be))
             r21[0, j] = ev[1] / ev[0] if len(ev) > 1 and ev[0] > 0 else np.nan
-        lo, hi = percentile_interval(second, cfg.ci)
-        r21[1:, j] = (lo, hi)
-        lo, hi = percentile_interval(be[:, 0], cfg.ci)
-        e1[:, j] = (ev[0] / ev.sum() if ev.sum() > 0 else np.nan, lo, hi)
-        lo, hi = percentile_interval(bp, cfg.ci)
-        p1[:, j] = (evc[0] / tot if tot > 0 else np.nan, lo, hi)
+        r21[1:, j] = bias_corrected_interval(second, r21[0, j], cfg.ci, _SHARE)
+        top1 = ev[0] / ev.sum() if ev.sum() > 0 else np.nan
+        e1[:, j] = (top1, *bias_corrected_interval(be[:, 0], top1, cfg.ci, _SHARE))
+        pc1 = evc[0] / tot if tot > 0 else np.nan
+        p1[:, j] = (pc1, *bias_corrected_interval(bp, pc1, cfg.ci, _SHARE))
     loo_est = bootstrap_mean(loo, cfg.n_boot, cfg.seed, cfg.ci)
     assert isinstance(loo_est, EstimateSeries)
     stats = SpectrumStats(
