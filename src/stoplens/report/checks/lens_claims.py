@@ -43,7 +43,10 @@ def _eos_entry(ll, null):
         ci_txt = f"first entry layer {first}"
         if t.eos_first_layer_ci is not None:
             lo_, hi_ = t.eos_first_layer_ci
-            ci_txt += f" (95% interval over resamples {lo_:g}–{hi_:g}; enters in {fmt(t.eos_entry_share)} of them)"
+            ci_txt += f" (95% interval over resamples {lo_:g}–{hi_:g}"
+            if t.eos_entry_share is not None:
+                ci_txt += f"; EOS enters in {t.eos_entry_share:.0%} of them"
+            ci_txt += ")"
         note = (
             f"{ci_txt}; EOS rank {int(t.eos_rank[j])} of {ll.vocab_size}, z = {fmt(float(t.eos_z[j]))}; "
             f"single-swap 95th percentile {fmt(float(ll.null.eos_dlogprob_p95[j]))}"
@@ -60,7 +63,7 @@ def _eos_entry(ll, null):
         share = (
             ""
             if t.eos_entry_share is None
-            else f"; enters in {fmt(t.eos_entry_share)} of resamples"
+            else f"; EOS enters in {t.eos_entry_share:.0%} of resamples"
         )
         note = (
             f"EOS never enters the top {cfg.entry_k} of the Δ-lens at residuals 1..L−1 with ≥ "
