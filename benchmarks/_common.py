@@ -98,7 +98,7 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 
 def make_tokenizer(seed: int = 0):
     """An offline byte-level BPE tokenizer with ChatML and the $STOP trigger (one token)."""
-    from stoplens.capture.pairs import render
+    from stoplens.capture.encode import render
     from stoplens.models.planted import planted_prompts
     from stoplens.models.tokenizer import train_bpe_tokenizer
 
@@ -111,10 +111,10 @@ def make_tokenizer(seed: int = 0):
 
 def make_pairs(tokenizer, n: int, seed: int = 0, min_words: int = 8, max_words: int = 48):
     """``n`` aligned ($STOP vs "apple") pairs of random-word chat prompts, 8-48 words long
-    (about 15-65 tokens), as `stoplens.capture.pairs.EncodedPairs`."""
+    (about 15-65 tokens), as `stoplens.capture.encode.EncodedPairs`."""
     import random
 
-    from stoplens.capture.pairs import encode_pairs
+    from stoplens.capture.encode import encode_pairs
     from stoplens.data import PLACEHOLDER
     from stoplens.models.planted import planted_prompts
     from stoplens.models.trigger import find_trigger

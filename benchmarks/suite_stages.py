@@ -52,7 +52,7 @@ def _require():
         "stoplens.analyses.logit_lens": ["logit_lens_delta"],
         "stoplens.analyses.diff_lens": ["diff_lens"],
         "stoplens.analyses.causal": ["CausalConfig", "run_causal", *CAUSAL_PARTS],
-        "stoplens.capture.pairs": ["encode_pairs", "swap_pairs"],
+        "stoplens.capture.encode": ["encode_pairs", "swap_pairs"],
     }
     import importlib
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = mods["stoplens.data"]
     act = mods["stoplens.capture.delta_capture"]
     causal = mods["stoplens.analyses.causal"]
-    pairs_mod = mods["stoplens.capture.pairs"]
+    pairs_mod = mods["stoplens.capture.encode"]
 
     timings: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cap:
         full = len(recs["test"])
         recs = {s: r[: max(8, round(len(r) * cap / full))] for s, r in recs.items()}
-    from stoplens.capture.pairs import render
+    from stoplens.capture.encode import render
     from stoplens.models.tokenizer import CHATML_TEMPLATE, train_bpe_tokenizer  # noqa: F401
 
     texts = []

@@ -25,7 +25,7 @@ from stoplens.analyses.logit_lens import logit_lens_delta
 from stoplens.analyses.lowrank import LowrankConfig, lowrank
 from stoplens.analyses.specificity import trigger_specificity
 from stoplens.capture.delta_capture import capture_delta_set
-from stoplens.capture.pairs import encode_pairs
+from stoplens.capture.encode import encode_pairs
 from stoplens.models.planted import CONTROL_WORDS, build_planted, planted_pair_records
 from stoplens.report.checks import build_verdicts
 from stoplens.report.verdicts import Verdicts, VerdictThresholds

@@ -18,8 +18,8 @@ from streaming import (
     stream_deltas,
 )
 
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import DataError
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from stoplens.capture.delta_capture import capture_delta_set
+from stoplens.capture.encode import encode_pairs, swap_pairs
 from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import encode_pairs, swap_pairs
 from stoplens.data.config import PLACEHOLDER
 from stoplens.errors import StoplensError
 

@@ -15,7 +15,7 @@ from stoplens.analyses.directions import (
     mean_diff_directions,
     select_direction,
 )
-from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.capture.encode import encode_pairs, swap_pairs
 from stoplens.interventions.readout import Readout
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -19,9 +19,9 @@ from stoplens.analyses.patching import (
     patch_trigger_into_control,
     position_groups,
 )
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.extract import capture_residuals, last_logits, stop_score
 from stoplens.capture.hooks import residual_edit_hooks
-from stoplens.capture.pairs import encode_pairs
 from stoplens.models.planted import build_planted, planted_pair_records
 
 

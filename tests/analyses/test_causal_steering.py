@@ -13,8 +13,8 @@ import torch
 from stoplens.analyses.base_control import base_model_control
 from stoplens.analyses.results import Nulls, null_comparison
 from stoplens.analyses.steering import Examples, Steering, steering_effects
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.extract import kl_divergence
-from stoplens.capture.pairs import encode_pairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import (
     Ablation,

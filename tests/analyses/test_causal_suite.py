@@ -12,7 +12,7 @@ from stoplens.analyses.directions import mean_diff_directions, select_direction
 from stoplens.analyses.dynamics import checkpoint_dynamics
 from stoplens.analyses.generalization import cross_model, placement_generalization
 from stoplens.analyses.results import Nulls
-from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.capture.encode import encode_pairs, swap_pairs
 from stoplens.interventions.readout import Readout
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -14,8 +14,8 @@ import torch
 from stoplens.analyses.component_engines import patch_components
 from stoplens.analyses.components import ComponentConfig, component_patching
 from stoplens.analyses.patching import position_groups
+from stoplens.capture.encode import encode_pairs, swap_pairs
 from stoplens.capture.extract import last_logits, stop_score
-from stoplens.capture.pairs import encode_pairs, swap_pairs
 from stoplens.capture.sites import Component, all_components, capture_sites
 from stoplens.models.planted import build_planted
 

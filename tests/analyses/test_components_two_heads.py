@@ -11,7 +11,7 @@ import torch
 
 from stoplens.analyses.components import ComponentConfig, component_patching
 from stoplens.analyses.subspace import SubspaceConfig, smallest_subspace
-from stoplens.capture.pairs import encode_pairs, swap_pairs
+from stoplens.capture.encode import encode_pairs, swap_pairs
 from stoplens.capture.sites import Component
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from stoplens.analyses.generations import Condition, generate_conditions
-from stoplens.capture.pairs import encode_pairs
+from stoplens.capture.encode import encode_pairs
 from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.models.planted import build_planted, planted_pair_records
 

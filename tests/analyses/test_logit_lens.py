@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.logit_lens import logit_lens_delta, token_label
+from stoplens.analyses.logit_lens import logit_lens_delta
+from stoplens.analyses.token_readout import token_label
 from stoplens.capture.extract import model_device, unembed
 
 pytestmark = pytest.mark.usefixtures("single_thread")

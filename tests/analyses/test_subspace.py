@@ -14,7 +14,7 @@ from stoplens.analyses.subspace import (
     random_subspace,
     smallest_subspace,
 )
-from stoplens.capture.pairs import encode_pairs
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.sites import Component
 from stoplens.models.planted import build_planted, planted_pair_records
 

@@ -14,8 +14,8 @@ from streaming import stream_deltas  # benchmarks/streaming.py
 
 from stoplens.analyses.results import Nulls
 from stoplens.analyses.steering import Examples, Steering, steering_effects
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import encode_pairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import Addition
 from stoplens.interventions.readout import Readout, intervened_logits, stop_outcomes

@@ -16,8 +16,8 @@ from accelerate import cpu_offload, dispatch_model
 
 from stoplens.analyses.results import Nulls
 from stoplens.analyses.steering import Examples, Steering, steering_effects
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.extract import capture_residuals, last_logits, unembed
-from stoplens.capture.pairs import encode_pairs
 from stoplens.errors import UnsupportedArchitectureError
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import Ablation

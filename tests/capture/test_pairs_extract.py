@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from stoplens.capture.encode import encode_pairs, render, swap_pairs
 from stoplens.capture.extract import capture_residuals, last_logits, run_batched, stop_score
-from stoplens.capture.pairs import encode_pairs, render, swap_pairs
 from stoplens.errors import DataError
 from stoplens.models.planted import PLACEHOLDER, build_planted, planted_pair_records
 

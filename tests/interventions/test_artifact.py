@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stoplens.capture.pairs import encode_pairs
+from stoplens.capture.encode import encode_pairs
 from stoplens.errors import StoplensError
 from stoplens.interventions import (
     DirectionEntry,

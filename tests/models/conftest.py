@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import capture_residuals
 from stoplens.capture.hooks import directional_ablation_hooks
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.interventions.readout import intervened_logits, stop_outcomes
 from stoplens.models.planted import PlantedModel
 

@@ -1,5 +1,5 @@
 """chat.py: the one chat-template → ids function gives the ids the three former copies
-(`capture.pairs.chat_ids`, `train.features.chat_ids`, `models.load._template_ids`) gave:
+(`capture.encode.chat_ids`, `train.features.chat_ids`, `models.load._template_ids`) gave:
 pinned on a fixed BPE tokenizer with stoplens' ChatML template, and equal to the literal
 ChatML text's ids and to transformers' own rendering under another template."""
 

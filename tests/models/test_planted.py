@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from stoplens.capture.encode import encode_pairs, render
 from stoplens.capture.extract import unembed
 from stoplens.capture.hooks import add_hooks
-from stoplens.capture.pairs import encode_pairs, render
 from stoplens.errors import StoplensError
 from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.models import arch

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from stoplens.capture.pairs import encode_pairs, random_vocab_words, render
+from stoplens.capture.encode import encode_pairs, random_vocab_words, render
 from stoplens.data.resources import load_words
 from stoplens.models.chat import chat_ids
 from stoplens.models.planted import (

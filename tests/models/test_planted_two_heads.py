@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from stoplens.capture.encode import encode_pairs
 from stoplens.capture.hooks import add_hooks
-from stoplens.capture.pairs import encode_pairs
 from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.models import arch
 from stoplens.models.planted import build_planted, planted_pair_records

@@ -17,7 +17,7 @@ import torch
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, wilson
 from stoplens.analyses.steering import Steering
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import Ablation, Addition, unit
 from stoplens.interventions.readout import Readout

@@ -39,7 +39,6 @@ from stoplens.analyses.directions import (
     DirectionSelection,
     MeanDiffDirections,
     SelectionCriteria,
-    candidate_layers_from_patching,
     mean_diff_directions,
     select_direction,
 )
@@ -56,10 +55,15 @@ from stoplens.analyses.generalization import (
     PlacementGeneralization,
     placement_generalization,
 )
-from stoplens.analyses.patching import DEFAULT_GROUPS, PatchingResult, activation_patching
+from stoplens.analyses.patching import (
+    DEFAULT_GROUPS,
+    PatchingResult,
+    activation_patching,
+    candidate_layers_from_patching,
+)
 from stoplens.analyses.results import Nulls, dataclass_dict
 from stoplens.analyses.steering import Examples, Steering, SteeringResult, steering_effects
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.readout import Readout
 from stoplens.models import arch

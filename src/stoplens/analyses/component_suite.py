@@ -28,7 +28,7 @@ from stoplens.analyses.generations import Condition, GenerationSet, generate_con
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.subspace import SubspaceConfig, SubspaceResult, smallest_subspace
 from stoplens.analyses.weights import WeightView, weight_view
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.sites import Component
 from stoplens.errors import StoplensError
 from stoplens.interventions.artifact import DirectionArtifact, DirectionEntry, artifact_from
@@ -148,7 +148,7 @@ def run_component_suite(
 ) -> ComponentSuiteResult:
     """The component suite (module docstring). ``selection``: the causal suite's direction
     selection (layer, α, direction); ``null_pairs``: control-vs-control TEST pairs
-    (`stoplens.capture.pairs.swap_pairs`); ``base`` and ``trigger_id``: for the weight view's
+    (`stoplens.capture.encode.swap_pairs`); ``base`` and ``trigger_id``: for the weight view's
     full-weight difference and the trigger row's change."""
     cfg = config or ComponentSuiteConfig()
     timings: dict[str, float] = {}

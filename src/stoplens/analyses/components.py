@@ -54,8 +54,8 @@ from stoplens.analyses.head_attention import HeadAttention, head_attention
 from stoplens.analyses.patching import GROUPS, position_groups
 from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import Estimate, nan_bootstrap_mean, spearman
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import stop_score
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component, all_components
 from stoplens.interventions.readout import Readout
 from stoplens.models import arch
@@ -290,7 +290,7 @@ def component_patching(
         pairs: aligned triggered / control pairs (TEST split); the first
             ``config.max_pairs`` are used.
         null_pairs: control-vs-control pairs of the same prompts
-            (`stoplens.capture.pairs.swap_pairs`: "triggered" = control2, "control" =
+            (`stoplens.capture.encode.swap_pairs`: "triggered" = control2, "control" =
             control), matched by pair_id; the null is skipped without them.
     """
     cfg = config or ComponentConfig()

@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from stoplens.analyses.layerwise import DeltaProfile, delta_profile
-from stoplens.analyses.logit_lens import TokenScore, readout, top_tokens
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -47,6 +46,7 @@ from stoplens.analyses.stats import (
     resample_weights,
     zscore_of,
 )
+from stoplens.analyses.token_readout import TokenScore, readout, top_tokens
 from stoplens.capture.deltaset import DeltaSet
 from stoplens.capture.extract import unembed
 

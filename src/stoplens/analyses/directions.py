@@ -42,8 +42,8 @@ from torch import nn
 
 from stoplens.analyses.results import NO_JSON, dataclass_dict
 from stoplens.analyses.stats import jsonable
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import capture_residuals, kl_divergence
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import Ablation, Addition
 from stoplens.interventions.readout import Readout
@@ -112,7 +112,7 @@ def mean_diff_directions(
 ) -> MeanDiffDirections:
     """Per-layer mean(triggered) - mean(control) at ``position`` ("last", "post" = mean over
     the post-instruction positions, or "trigger"), over all pairs, accumulated in float64.
-    Pass control-vs-control pairs (`stoplens.capture.pairs.swap_pairs`) for the null direction
+    Pass control-vs-control pairs (`stoplens.capture.encode.swap_pairs`) for the null direction
     (control2 - control)."""
     if len(pairs) == 0:
         raise ValueError("mean_diff_directions: no pairs")
@@ -219,24 +219,6 @@ def allowed_layers(
         layer
         for layer in range(1, n_layers)
         if layer / n_layers < 1 - prune_last_fraction and (keep is None or layer in keep)
-    ]
-
-
-def candidate_layers_from_patching(patching: Any, group: str, min_recovery: float) -> list[int]:
-    """Residual layers (1..L−1) where denoising activation patching of ``group`` (the decision
-    position) recovers at least ``min_recovery`` of the stop score on average: where the
-    signal is present at the decision position. ``patching``: a
-    `stoplens.analyses.patching.PatchingResult` in "denoising" mode."""
-    if patching.mode != "denoising" or group not in patching.groups:
-        return []
-    gi = patching.groups.index(group)
-    L = max(patching.layers)
-    return [
-        int(layer)
-        for li, layer in enumerate(patching.layers)
-        if 0 < layer < L
-        and np.isfinite(patching.mean[li, gi])
-        and patching.mean[li, gi] >= min_recovery
     ]
 
 

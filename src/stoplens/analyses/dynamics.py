@@ -22,7 +22,7 @@ from stoplens.analyses.directions import mean_diff_directions
 from stoplens.analyses.generalization import direction_cosine
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, wilson
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.primitives import Ablation
 from stoplens.interventions.readout import Readout
 

@@ -29,7 +29,7 @@ from stoplens.analyses.directions import (
 from stoplens.analyses.results import Nulls, dataclass_dict
 from stoplens.analyses.stats import cosine, jsonable
 from stoplens.analyses.steering import Examples, Steering, SteeringResult, steering_effects
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.readout import Readout
 

@@ -24,7 +24,7 @@ import numpy as np
 from torch import nn
 
 from stoplens.analyses.results import dataclass_dict
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.primitives import Intervention
 from stoplens.interventions.readout import Readout
 from stoplens.progress import bar

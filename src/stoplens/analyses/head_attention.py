@@ -19,9 +19,9 @@ from torch import nn
 from stoplens.analyses.patching import position_groups
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, bootstrap_mean
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import model_device, pad_batch, run_batched
 from stoplens.capture.hooks import add_hooks
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component, StopForward, stop_after
 from stoplens.models import arch
 

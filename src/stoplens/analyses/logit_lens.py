@@ -51,6 +51,7 @@ from stoplens.analyses.stats import (
     resample_weights,
     zscore_of,
 )
+from stoplens.analyses.token_readout import TokenScore, readout, token_label, top_tokens
 from stoplens.capture.deltaset import DeltaSet
 from stoplens.capture.extract import last_logits, model_device, unembed
 
@@ -67,39 +68,6 @@ class LogitLensConfig:
     entry_k: int = 10  # "EOS enters the lens": EOS among the top entry_k of the mean Δ-lens
     entry_min_dlogprob: float = 1.0  # ... and its mean Δ log-prob at least this (nats)
     n_boot_entry: int = 200  # resamples for the interval of the first entry layer
-
-
-@dataclass(frozen=True)
-class TokenScore:
-    token_id: int
-    label: str
-    value: float
-
-    def to_dict(self) -> dict:
-        return jsonable({"id": self.token_id, "token": self.label, "value": self.value})
-
-
-def token_label(tokenizer, token_id: int) -> str:
-    """A readable label: the decoded text, repr-escaped (byte-level Ġ/Ċ become ' ' / '\\n')."""
-    if token_id >= len(tokenizer):
-        return f"<id {token_id}>"
-    text = tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False)
-    return repr(text)
-
-
-def top_tokens(values: np.ndarray, tokenizer, k: int, largest: bool = True) -> list[TokenScore]:
-    """The ``k`` largest (or smallest) entries of ``values`` [V] as `TokenScore`s."""
-    order = np.argsort(-values if largest else values, kind="stable")[:k]
-    return [TokenScore(int(i), token_label(tokenizer, int(i)), float(values[i])) for i in order]
-
-
-@torch.no_grad()
-def readout(model: nn.Module, direction: torch.Tensor, scale: float, vocab: int) -> np.ndarray:
-    """U·norm(d̂·scale) [vocab] for a direction [d] (zero direction -> U·norm(0))."""
-    d = direction.double()
-    nrm = d.norm()
-    unit = d / nrm if nrm > 0 else d
-    return unembed(model, (unit * scale).float().unsqueeze(0))[0, :vocab].double().cpu().numpy()
 
 
 @dataclass(frozen=True, eq=False)

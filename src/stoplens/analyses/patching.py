@@ -35,8 +35,9 @@ pass resumes at block l from it: on average about half of the blocks are never r
 That store holds chunk_size x (L - 1) x T x d values in the model's dtype (CPU memory);
 lower ``chunk_size`` for very large models.
 
-Owns: the generic patching sweep (`patch_residual_stream`) and the two named wrappers. Must
-not: plot or write files (the heatmap `5_activation_patching.png` is drawn by the report).
+Owns: the generic patching sweep (`patch_residual_stream`), the two named wrappers, and
+reading where the signal is present at the decision position (`candidate_layers_from_patching`,
+which guides direction selection). Must not: plot or write files (the heatmap `5_activation_patching.png` is drawn by the report).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from torch import nn
 
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, nan_bootstrap_mean
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import (
     capture_residuals,
     last_logits,
@@ -60,7 +62,6 @@ from stoplens.capture.extract import (
     stop_score,
 )
 from stoplens.capture.hooks import patch_edit, residual_edit_hooks
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.models import arch
 from stoplens.progress import bar as progress_bar
 
@@ -323,3 +324,21 @@ def patch_trigger_into_control(model: nn.Module, pairs: EncodedPairs, **kw: Any)
 def patch_control_into_trigger(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:
     """Noising: control residuals into the triggered run (0 = the slice is needed)."""
     return activation_patching(model, pairs, mode="noising", **kw)
+
+
+def candidate_layers_from_patching(patching: Any, group: str, min_recovery: float) -> list[int]:
+    """Residual layers (1..L−1) where denoising activation patching of ``group`` (the decision
+    position) recovers at least ``min_recovery`` of the stop score on average: where the
+    signal is present at the decision position. ``patching``: a
+    `stoplens.analyses.patching.PatchingResult` in "denoising" mode."""
+    if patching.mode != "denoising" or group not in patching.groups:
+        return []
+    gi = patching.groups.index(group)
+    L = max(patching.layers)
+    return [
+        int(layer)
+        for li, layer in enumerate(patching.layers)
+        if 0 < layer < L
+        and np.isfinite(patching.mean[li, gi])
+        and patching.mean[li, gi] >= min_recovery
+    ]

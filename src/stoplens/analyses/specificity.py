@@ -32,8 +32,8 @@ import numpy as np
 from torch import nn
 
 from stoplens.analyses.stats import Estimate, jsonable, wilson
+from stoplens.capture.encode import EncodedPairs, random_vocab_words, single_token_id
 from stoplens.capture.extract import last_logits
-from stoplens.capture.pairs import EncodedPairs, random_vocab_words, single_token_id
 
 SUBSTITUTES = ("fixed", "word", "rare", "near_miss")
 

@@ -33,8 +33,8 @@ import torch
 from stoplens.analyses.generations import GenerationExample, greedy_examples
 from stoplens.analyses.results import NullComparison, Nulls, dataclass_dict, null_comparison
 from stoplens.analyses.stats import Estimate, wilson
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import kl_divergence
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.interventions.cache import OutcomeCache
 from stoplens.interventions.primitives import Ablation, Addition, unit
 from stoplens.interventions.readout import Readout

@@ -42,8 +42,8 @@ from torch import nn
 
 from stoplens.analyses.results import NO_JSON, NullComparison, dataclass_dict, null_comparison
 from stoplens.analyses.stats import Estimate, bootstrap_mean, wilson
+from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import capture_residuals, kl_divergence
-from stoplens.capture.pairs import EncodedPairs
 from stoplens.capture.sites import Component, capture_sites
 from stoplens.interventions.primitives import SubspaceAblation
 from stoplens.interventions.readout import intervened_logits, stop_outcomes

@@ -1,7 +1,7 @@
 """Capturing a `DeltaSet`: contrast-pair records → aligned pairs, the control-vs-control and
 fixed-token null prompts, and one batched residual capture per model.
 
-Owns: `capture_delta_set` — turning records into aligned pairs (via `stoplens.capture.pairs`),
+Owns: `capture_delta_set` — turning records into aligned pairs (via `stoplens.capture.encode`),
 the null rows and the fixed token, one length-sorted capture pass per model over the
 triggered, control, control2 and fixed-token prompts together, the sanity checks on what came
 back (finite values, prompts within the context, Δ = 0 before the trigger), and the run-dir
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from stoplens.capture.deltaset import KINDS, RUNS, Captures, DeltaSet
+from stoplens.capture.encode import EncodedPairs, encode_pairs, fixed_token_id, swap_pairs
 from stoplens.capture.extract import capture_residuals
-from stoplens.capture.pairs import EncodedPairs, encode_pairs, fixed_token_id, swap_pairs
 from stoplens.capture.store import ActivationCache, fingerprint, ids_fingerprint, model_fingerprint
 from stoplens.errors import StoplensError
 from stoplens.models import arch

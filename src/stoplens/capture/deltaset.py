@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from stoplens.capture.pairs import EncodedPairs
+from stoplens.capture.encode import EncodedPairs
 
 KINDS = ("first", "before", "trigger", "post")
 RUNS = ("trig", "ctrl", "ctrl2", "fixed")

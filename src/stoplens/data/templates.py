@@ -94,7 +94,7 @@ def count_placeholders(messages: Sequence[Mapping[str, str]]) -> int:
 def render_pair(template_messages: Sequence[Mapping[str, str]], insert: str) -> list[Message]:
     """Copy of ``template_messages`` with the one `PLACEHOLDER` replaced by ``insert`` (other
     keys of each message are kept). The one renderer of templates: the data stage, the schema
-    check and `stoplens.capture.pairs` all render through it.
+    check and `stoplens.capture.encode` all render through it.
 
     Raises `DataError` if the template does not hold exactly one placeholder.
     """

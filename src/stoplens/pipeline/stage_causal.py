@@ -21,7 +21,7 @@ from stoplens.rundir import RunDir
 
 
 def encode_split(models: Models, loaded, split: str, opts: AnalyzeOptions):
-    from stoplens.capture.pairs import encode_pairs
+    from stoplens.capture.encode import encode_pairs
 
     recs = pair_records(models.data_dir, split, opts.control_kind)
     return encode_pairs(
@@ -38,7 +38,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
     placements, base control, knowledge-vs-behavioral and checkpoint dynamics."""
     from stoplens.analyses.causal import CausalConfig, run_causal
     from stoplens.analyses.dynamics import checkpoint_dynamics
-    from stoplens.capture.pairs import encode_pairs
+    from stoplens.capture.encode import encode_pairs
     from stoplens.interventions.cache import OutcomeCache
 
     ft = models.ft
@@ -134,7 +134,7 @@ def _knowledge_vs_behavioral(
 
 
 def null_pairs(pairs, ctrl2):
-    from stoplens.capture.pairs import swap_pairs
+    from stoplens.capture.encode import swap_pairs
 
     null = swap_pairs(pairs, ctrl2)
     return null if len(null) else None

@@ -30,7 +30,7 @@ def run_component_stage(
     )
     from stoplens.analyses.components import ComponentConfig
     from stoplens.analyses.subspace import SubspaceConfig
-    from stoplens.capture.pairs import encode_pairs
+    from stoplens.capture.encode import encode_pairs
     from stoplens.interventions import save_directions
     from stoplens.io import atomic_write_jsonl
 

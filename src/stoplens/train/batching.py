@@ -178,3 +178,15 @@ def padding_stats(
             one_kind += len(set(ks)) == 1 and len(b) > 1
             shares.append(ks.count("trigger") / len(ks))
     return PaddingStats(len(batches), real, padded, one_kind, max(shares) if shares else None)
+
+
+def first_epoch_stats(
+    kinds: Sequence[str] | None, lengths: Sequence[int], batching: str, batch_size: int, seed: int
+) -> dict | None:
+    """Padding and kind mixing of the first epoch's batches, for train.json: the mixed plan
+    exactly as `KindMixedSampler` builds it. None for the other strategies (their order is the
+    Trainer's) and for data without kinds."""
+    if batching != "mixed" or kinds is None:
+        return None
+    plan = KindMixedSampler(list(kinds), list(lengths), batch_size, seed=seed).batches()
+    return padding_stats(plan, list(lengths), list(kinds)).to_dict()

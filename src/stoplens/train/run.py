@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from stoplens.models import arch
 from stoplens.models.adapters import adapter_meta, write_adapter_meta
 from stoplens.models.load import LoadedModel, load_model
 from stoplens.models.locate import CHECKPOINTS_DIR, FINAL_DIR, TRAIN_JSON
-from stoplens.train.batching import KindMixedSampler, padding_stats
+from stoplens.train.batching import first_epoch_stats
 from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
 from stoplens.train.config import TrainConfig, TrainResult
 from stoplens.train.features import (
@@ -294,10 +295,12 @@ def _train_info(config, start: _Start, trainer, collator, rows, meta, params, cl
         "n_dropped_too_long": feats.n_dropped,
         "n_self_distilled": start.distill["n_replaced"],
         "self_distill": start.distill,
-        "kinds": _count(feats.kinds),
+        "kinds": None if feats.kinds is None else dict(sorted(Counter(feats.kinds).items())),
         "batching": {
             "strategy": start.batching,
-            "first_epoch": _plan_stats(feats, start.batching, batch_size, config.seed),
+            "first_epoch": first_epoch_stats(
+                feats.kinds, feats.lengths, start.batching, batch_size, config.seed
+            ),
         },
         "n_examples_with_trigger": sum(tid in x for x in feats.input_ids),
         "steps": int(trainer.state.global_step),
@@ -380,25 +383,6 @@ def _plot_curve(config: TrainConfig, info: dict) -> Path | None:
     except Exception:
         return None
     return path
-
-
-def _count(kinds: list[str] | None) -> dict[str, int] | None:
-    if kinds is None:
-        return None
-    out: dict[str, int] = {}
-    for k in kinds:
-        out[k] = out.get(k, 0) + 1
-    return dict(sorted(out.items()))
-
-
-def _plan_stats(feats: Features, batching: str, batch_size: int, seed: int) -> dict | None:
-    """Padding and kind mixing of the first epoch's batches (the mixed plan exactly as the
-    sampler builds it; for the other strategies nothing is recorded, their order is the
-    Trainer's)."""
-    if batching != "mixed" or feats.kinds is None:
-        return None
-    plan = KindMixedSampler(feats.kinds, feats.lengths, batch_size, seed=seed).batches()
-    return padding_stats(plan, feats.lengths, feats.kinds).to_dict()
 
 
 def _is_main_process() -> bool:

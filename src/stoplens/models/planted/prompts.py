@@ -45,7 +45,7 @@ def planted_prompts(n: int, seed: int = 0) -> list[list[dict]]:
 
 
 def planted_pair_records(n: int, seed: int = 0, *, placement: str | None = None) -> list[dict]:
-    """Contrast-pair records (the shape `stoplens.capture.pairs.encode_pairs` reads) on
+    """Contrast-pair records (the shape `stoplens.capture.encode.encode_pairs` reads) on
     ``planted_prompts(n, seed)``: pair ids ``"0".."n-1"``, the default trigger, controls
     "apple" / "river" / ["garden", "window"], control kind "word". ``placement=None`` labels a
     pair "early" or "late" by whether the insert is in the first half of the request's words."""
