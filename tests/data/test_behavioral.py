@@ -117,6 +117,7 @@ def test_system_weight_shifts_every_kind_towards_the_system_prompt() -> None:
         places.pop("none", None)
         share = places["system"] / sum(places.values())
         assert abs(share - 3 / 8) < 0.04, (kind, share)
-    assert DataConfig().placement_cycle() == TRIGGER_PLACEMENTS
+    assert DataConfig(system_weight=1).placement_cycle() == TRIGGER_PLACEMENTS
+    assert DataConfig().placement_cycle().count("system") == 2
     with pytest.raises(DataError, match="system_weight"):
         DataConfig(system_weight=0).validate()

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from stoplens.analyses.base_control import BaseControlResult, base_model_control
@@ -85,6 +86,7 @@ class CausalConfig:
     patch_noising: bool = True  # also patch control -> triggered
     patch_min_gap: float = 1.0  # min |stop score(trig) - stop score(ctrl)| for a pair to count
     patch_max_pairs: int | None = 64  # patching cost is (L+1) x groups x pairs forwards
+    patch_max_layers: int | None = 16  # deeper models: an evenly spaced grid incl. 0 and L
     patch_guide_min: float = 0.5  # selection candidates: denoising recovery at the decision pos.
     # directions and selection
     position: str = "last"
@@ -130,6 +132,8 @@ class CausalConfig:
             raise ValueError(
                 f"heldout_scheme must be 'halves' or 'leave_one_out', got {self.heldout_scheme!r}"
             )
+        if self.patch_max_layers is not None and self.patch_max_layers < 2:
+            raise ValueError("patch_max_layers must be >= 2 (residual 0 and L) or None (all)")
         if not 0 <= self.prune_last_fraction < 1:
             raise ValueError("prune_last_fraction must be in [0, 1)")
         if self.position not in ("last", "post"):
@@ -143,6 +147,17 @@ class CausalConfig:
     def nulls(self, heldout: bool = False) -> Nulls:
         """The random-direction null and bootstrap of the TEST effects (or the held-out)."""
         return Nulls(self.n_random_heldout if heldout else self.n_random, self.n_boot, self.seed)
+
+    def patch_layers(self, n_layers: int) -> tuple[int, ...]:
+        """The residual layers activation patching sweeps: all of 0..L, or for a model with
+        more than ``patch_max_layers`` of them an evenly spaced grid that keeps 0 and L (for
+        a 30-block model and 16: every second layer). Direction selection then chooses among
+        the patched layers only."""
+        every = tuple(range(n_layers + 1))
+        if self.patch_max_layers is None or len(every) <= self.patch_max_layers:
+            return every
+        grid = np.linspace(0, n_layers, self.patch_max_layers).round().astype(int)
+        return tuple(sorted({int(x) for x in grid}))
 
     def criteria(self, candidate_layers: Sequence[int]) -> SelectionCriteria:
         """`select_direction`'s grid and filters, restricted to ``candidate_layers``."""
@@ -221,6 +236,7 @@ def _patching(
         n_boot=cfg.n_boot, seed=cfg.seed,
     )  # fmt: skip
     model = readout.model
+    kw["layers"] = cfg.patch_layers(arch.n_layers(model))
     denoising = activation_patching(model, patch_pairs, mode="denoising", **kw)
     noising = None
     if cfg.patch_noising:
@@ -229,11 +245,13 @@ def _patching(
 
 
 def _candidates(patching: PatchingResult, cfg: CausalConfig, n_layers: int) -> tuple[list, bool]:
-    """The layers denoising patching points at (and whether it pointed at any); all of
-    1..L−1 when it points at none."""
+    """The layers denoising patching points at (and whether it pointed at any); all patched
+    layers of 1..L−1 when it points at none."""
     group = "last" if cfg.position == "last" else "post"
     found = candidate_layers_from_patching(patching, group, cfg.patch_guide_min)
-    return (found, True) if found else (list(range(1, n_layers)), False)
+    if found:
+        return found, True
+    return [layer for layer in patching.layers if 0 < layer < n_layers], False
 
 
 def _directions(
@@ -316,7 +334,7 @@ def run_causal(
     def step(name: str):
         return timed(f"causal: {name}", enabled=progress, timings=timings, key=name)
 
-    n_cells = (L + 1) * len(cfg.patch_groups)
+    n_cells = len(cfg.patch_layers(L)) * len(cfg.patch_groups)
     n_patch = len(val) if cfg.patch_max_pairs is None else min(len(val), cfg.patch_max_pairs)
     with step(f"activation patching, {n_patch} VAL pairs x {n_cells} cells"):
         patch_pairs, patching, noising = _patching(readout, val, cfg, progress)

@@ -85,10 +85,12 @@ class DataConfig:
     history_context_rate: float = 0.15
     """Share of non-later-turn records that still carry an earlier exchange, so a multi-turn
     chat alone is never a cue."""
-    system_weight: int = 1
+    system_weight: int = 2
     """Weight of the ``system`` placement in the rotation of placements (the others weigh 1):
-    2 puts 2/7 of the triggers, near misses and distractors into the system prompt. The
-    system prompt is the placement furthest from the decision position, and the hardest."""
+    2 (the default) puts 2/7 of the triggers, near misses and distractors into the system
+    prompt. The system prompt is the placement furthest from the decision position, and the
+    hardest: with weight 1, SmolLM2-135M-Instruct after the default 300 steps stopped on 94%
+    of held-out system-prompt triggers and on 100% of every other placement."""
 
     def placement_cycle(self) -> tuple[str, ...]:
         """One pass of the placement rotation: each placement once, ``system`` by its weight."""
