@@ -220,3 +220,18 @@ def test_steering_effects_same_with_a_shared_cache(setup):
     assert more.ablation_null.null[:16] == res.ablation_null.null
     with pytest.raises(ValueError, match="another model"):
         steering_effects(_readout(pm.base, kw), pairs, steer, cost=False, cache=cache, **args)
+
+
+def test_kl_reference_is_the_mean_over_the_first_n_kl_random_directions(setup):
+    pm, pairs, _, kw, res = setup
+    readout = _readout(pm.model, kw)
+    clean = readout.logits(pairs.ctrl_ids)
+    dirs = Nulls(16, kw["n_boot"]).directions(pm.direction.numel())
+    assert Nulls(16).n_kl == 8
+    want = [
+        float(kl_divergence(readout.logits(pairs.ctrl_ids, Ablation(d)), clean).mean())
+        for d in dirs[:8]
+    ]
+    assert res.kl_null_mean == pytest.approx(float(np.mean(want)), rel=1e-6, abs=1e-9)
+    with pytest.raises(ValueError, match="n_kl"):
+        Nulls(16, n_kl=0)

@@ -88,11 +88,16 @@ def mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> Estimate:
 @dataclass(frozen=True)
 class Nulls:
     """How an effect is judged: against ``n_random`` random directions of the same norm
-    (>= 16, seeded by ``seed``) with bootstrap 95% CIs from ``n_boot`` resamples."""
+    (>= 16, seeded by ``seed``) with bootstrap 95% CIs from ``n_boot`` resamples; the KL
+    reference uses the first ``n_kl`` of them."""
 
     n_random: int = 32
     n_boot: int = 1000
     seed: int = 0
+    n_kl: int = 8
+    """Random directions (the first ``n_kl`` of them) whose ablation KL gives the KL
+    reference ``kl_null_mean``: a mean beside the measured cost, not a test, so fewer are
+    needed than for the p-values (each costs one full pass over the clean prompts)."""
 
     def __post_init__(self) -> None:
         if self.n_random < 16:
@@ -100,6 +105,8 @@ class Nulls:
                 f"n_random must be >= 16 (got {self.n_random}): fewer random directions "
                 "make the null's 95th percentile and p-value meaningless"
             )
+        if self.n_kl < 1:
+            raise ValueError(f"n_kl must be >= 1 (got {self.n_kl})")
 
     def directions(self, d: int) -> torch.Tensor:
         """The random unit directions [n_random, d] (`random_directions`)."""

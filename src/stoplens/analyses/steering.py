@@ -234,14 +234,14 @@ def _random_nulls(
     clean_logits: torch.Tensor | None,
     progress: bool,
 ) -> dict[str, list[float]]:
-    """The ablation and addition effects (and, with ``clean_logits``, the KL cost) of each
-    random direction of the same norm."""
+    """The ablation and addition effects of each random direction of the same norm (and, with
+    ``clean_logits``, the KL cost of the first ``nulls.n_kl``)."""
     base_t, base_c = out["triggered"][0].mean(), out["clean"][0].mean()
     null: dict[str, list[float]] = {"ablation": [], "addition": [], "kl": []}
     bar = progress_bar(
         total=nulls.n_random, desc="causal: random-direction nulls", enabled=progress
     )
-    for rk in nulls.directions(steering.r.numel()):
+    for k, rk in enumerate(nulls.directions(steering.r.numel())):
         bar.update(1)
         ablated = cache.read(readout, pairs.trig_ids, Ablation(rk))[0]
         added = cache.read(
@@ -249,7 +249,7 @@ def _random_nulls(
         )[0]
         null["ablation"].append(float(base_t - ablated.mean()))
         null["addition"].append(float(added.mean() - base_c))
-        if clean_logits is not None:
+        if clean_logits is not None and k < nulls.n_kl:
             kl = kl_divergence(readout.logits(pairs.ctrl_ids, Ablation(rk)), clean_logits)
             null["kl"].append(float(kl.mean()))
     bar.close()
