@@ -54,6 +54,7 @@ from stoplens.analyses.evidence import (
 )
 from stoplens.analyses.generalization import (
     PlacementGeneralization,
+    heldout_splits,
     placement_generalization,
 )
 from stoplens.analyses.patching import (
@@ -203,27 +204,6 @@ class CausalResult:
 # --- orchestration ------------------------------------------------------------------------------
 
 
-def _heldout_splits(
-    cfg: CausalConfig, train: EncodedPairs, test: EncodedPairs
-) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    if cfg.heldout is not None:
-        return [(tuple(f), tuple(t)) for f, t in cfg.heldout]
-    in_train = {str(m.get("placement")) for m in train.meta}
-    places = sorted({str(m.get("placement")) for m in test.meta} & in_train)
-    if cfg.heldout_scheme == "halves":
-        if len(places) < 2:
-            return []
-        a, b = tuple(places[0::2]), tuple(places[1::2])
-        return [(a, b), (b, a)]
-    count = lambda prs, p: sum(m.get("placement") == p for m in prs.meta)  # noqa: E731
-    splits: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    for p in sorted({str(m.get("placement")) for m in test.meta}):
-        others = tuple(q for q in sorted(in_train) if q != p)
-        if others and count(test, p) >= cfg.min_placement_pairs:
-            splits.append((others, (p,)))
-    return splits
-
-
 def _patching(
     readout: Readout, val: EncodedPairs, cfg: CausalConfig, progress: bool
 ) -> tuple[EncodedPairs, PatchingResult, PatchingResult | None]:
@@ -268,15 +248,18 @@ def _directions(
 
 
 def _base_control(
-    readout: Readout, base: nn.Module, train: EncodedPairs, test: EncodedPairs, steering, cfg
+    readout: Readout, base: nn.Module, data, steering, cfg, step
 ) -> BaseControlResult:
-    """The fine-tuned model's interventions (and the base's own mean difference) on the base."""
-    base_readout = readout.on(base)
-    own_dirs = _directions(base_readout, train, cfg, layers=[steering.layer])
-    assert own_dirs is not None
-    own = own_dirs.get(steering.layer)
-    own_direction = own if float(own.norm()) > 1e-8 else None
-    return base_model_control(base_readout, test, steering, own_direction=own_direction)
+    """The fine-tuned model's interventions (and the base's own mean difference on TRAIN) on
+    the base, on TEST."""
+    train, test = data
+    with step("base-model control"):
+        base_readout = readout.on(base)
+        own_dirs = _directions(base_readout, train, cfg, layers=[steering.layer])
+        assert own_dirs is not None
+        own = own_dirs.get(steering.layer)
+        own_direction = own if float(own.norm()) > 1e-8 else None
+        return base_model_control(base_readout, test, steering, own_direction=own_direction)
 
 
 def _generalization(
@@ -330,57 +313,79 @@ def run_causal(
     cfg = config or CausalConfig()
     readout = Readout(model, eos_id, pad_id, cfg.batch_size)
     cache = OutcomeCache.of(readout) if cache is None else cache
-    L = arch.n_layers(model)
     timings: dict[str, float] = {}
 
     def step(name: str):
         return timed(f"causal: {name}", enabled=progress, timings=timings, key=name)
 
+    patch_pairs, patching, noising, candidates, guided = _locate(readout, val, cfg, step, progress)
+    criteria = cfg.criteria(candidates)
+    fit_val = (train, val, criteria)
+    dirs, ctrl_dirs, sel = _select(readout, cfg, fit_val, control_pairs, cache, step, progress)
+    steering = Steering.of(sel)
+    control = None if ctrl_dirs is None else ctrl_dirs.get(sel.layer)
+    with step(f"effects on {len(test)} TEST pairs vs {cfg.n_random} random directions"):
+        effects = steering_effects(
+            readout, test, steering, nulls=cfg.nulls(), control_direction=control,
+            answers=answers, examples=Examples(cfg.n_examples, cfg.gen_tokens, tokenizer),
+            cache=cache, progress=progress,
+        )  # fmt: skip
+    gens = _heldout(readout, (train, val, test), sel, cfg, cache, criteria, step)
+    base_res = None
+    if base is not None:
+        base_res = _base_control(readout, base, (train, test), steering, cfg, step)
+    return CausalResult(
+        config=cfg, timings_s=timings, patching=patching, patching_noising=noising,
+        n_pairs=dict(train=len(train), val=len(val), test=len(test), patching=len(patch_pairs)),
+        directions=dirs, control_directions=ctrl_dirs, selection=sel, effects=effects,
+        generalization=gens, base=base_res,
+        **_evidence(effects, gens, base_res, cfg, selection_details(sel, candidates, guided)),
+    )  # fmt: skip
+
+
+def _locate(readout: Readout, val: EncodedPairs, cfg: CausalConfig, step, progress: bool):
+    """Step 1: activation patching on VAL, and the layers it points the selection at."""
+    L = arch.n_layers(readout.model)
     n_cells = len(cfg.patch_layers(L)) * len(cfg.patch_groups)
     n_patch = len(val) if cfg.patch_max_pairs is None else min(len(val), cfg.patch_max_pairs)
     with step(f"activation patching, {n_patch} VAL pairs x {n_cells} cells"):
         patch_pairs, patching, noising = _patching(readout, val, cfg, progress)
     candidates, guided = _candidates(patching, cfg, L)
+    return patch_pairs, patching, noising, candidates, guided
+
+
+def _select(readout: Readout, cfg: CausalConfig, fit_val, control_pairs, cache, step, progress):
+    """Steps 2-3: difference-in-means directions on TRAIN (and the control-vs-control null
+    direction), then the selection on VAL among the candidate layers."""
+    train, val, criteria = fit_val
     with step(f"difference-in-means directions, {len(train)} TRAIN pairs"):
         dirs = _directions(readout, train, cfg)
         ctrl_dirs = _directions(readout, control_pairs, cfg)
     assert dirs is not None
-    criteria = cfg.criteria(candidates)
-    with step(f"direction selection, {len(candidates)} layers x {len(val)} VAL pairs"):
+    n_layers = len(criteria.candidate_layers)
+    with step(f"direction selection, {n_layers} layers x {len(val)} VAL pairs"):
         sel = select_direction(
             readout, dirs, val, criteria=criteria, cache=cache, progress=progress
         )
-    steering = Steering.of(sel)
-    with step(f"effects on {len(test)} TEST pairs vs {cfg.n_random} random directions"):
-        effects = steering_effects(
-            readout, test, steering, nulls=cfg.nulls(),
-            control_direction=None if ctrl_dirs is None else ctrl_dirs.get(sel.layer),
-            answers=answers, examples=Examples(cfg.n_examples, cfg.gen_tokens, tokenizer),
-            cache=cache, progress=progress,
-        )  # fmt: skip
-    splits = _heldout_splits(cfg, train, test)
+    return dirs, ctrl_dirs, sel
+
+
+def _heldout(readout, data, sel, cfg, cache, criteria, step) -> tuple[PlacementGeneralization, ...]:
+    """Step 5: every held-out-placement split (`_generalization`)."""
+    if cfg.heldout is not None:
+        splits = [(tuple(f), tuple(t)) for f, t in cfg.heldout]
+    else:
+        scheme, min_pairs = cfg.heldout_scheme, cfg.min_placement_pairs
+        splits = heldout_splits(data[0], data[2], scheme=scheme, min_pairs=min_pairs)
     with step(f"held-out placements, {len(splits)} splits"):
-        gens = tuple(
-            _generalization(readout, (train, val, test), split, sel, cfg, cache, criteria)
-            for split in splits
+        return tuple(
+            _generalization(readout, data, split, sel, cfg, cache, criteria) for split in splits
         )
-    base_res = None
-    if base is not None:
-        with step("base-model control"):
-            base_res = _base_control(readout, base, train, test, steering, cfg)
-    details = selection_details(sel, candidates, guided)
-    return CausalResult(
-        config=cfg,
-        n_pairs=dict(train=len(train), val=len(val), test=len(test), patching=len(patch_pairs)),
-        timings_s=timings,
-        patching=patching,
-        patching_noising=noising,
-        directions=dirs,
-        control_directions=ctrl_dirs,
-        selection=sel,
-        effects=effects,
-        generalization=gens,
-        base=base_res,
+
+
+def _evidence(effects, gens, base_res, cfg: CausalConfig, details) -> dict[str, Evidence | None]:
+    """`CausalResult`'s evidence fields from the measured effects."""
+    return dict(
         necessary=necessary_evidence(effects, cfg, details),
         sufficient=sufficient_evidence(effects, cfg, details),
         general_necessary=heldout_evidence(gens, "ablation", cfg),

@@ -8,8 +8,8 @@
   the same base): per-layer cosine, and each selected direction ablated / added in both
   models against the target model's random null.
 
-Owns: these two analyses and their results. Must not: measure an effect itself
-(`stoplens.analyses.steering`), plot or write files.
+Owns: these two analyses, their results and the held-out splits (`heldout_splits`). Must
+not: measure an effect itself (`stoplens.analyses.steering`), plot or write files.
 """
 
 from __future__ import annotations
@@ -116,6 +116,32 @@ def _refit(
     )
     sel = select_direction(readout, dirs, val_fit, criteria=criteria, cache=cache)
     return Steering.of(sel), sel
+
+
+Split = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def heldout_splits(
+    train: EncodedPairs, test: EncodedPairs, *, scheme: str = "halves", min_pairs: int = 8
+) -> list[Split]:
+    """The (fit placements, held-out placements) splits of a scheme: "halves" = the
+    placements present in both TRAIN and TEST (sorted) split into two complementary halves,
+    each fitted on one and tested on the other; "leave_one_out" = each TEST placement with
+    at least ``min_pairs`` pairs held out in turn, fitted on all the others."""
+    in_train = {str(m.get("placement")) for m in train.meta}
+    places = sorted({str(m.get("placement")) for m in test.meta} & in_train)
+    if scheme == "halves":
+        if len(places) < 2:
+            return []
+        a, b = tuple(places[0::2]), tuple(places[1::2])
+        return [(a, b), (b, a)]
+    count = lambda p: sum(m.get("placement") == p for m in test.meta)  # noqa: E731
+    splits: list[Split] = []
+    for p in sorted({str(m.get("placement")) for m in test.meta}):
+        others = tuple(q for q in sorted(in_train) if q != p)
+        if others and count(p) >= min_pairs:
+            splits.append((others, (p,)))
+    return splits
 
 
 def placement_generalization(
