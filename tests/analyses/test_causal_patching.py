@@ -14,9 +14,7 @@ import pytest
 
 from stoplens.analyses.patching import (
     activation_patching,
-    patch_control_into_trigger,
     patch_residual_stream,
-    patch_trigger_into_control,
     position_groups,
 )
 from stoplens.capture.encode import encode_pairs
@@ -38,8 +36,10 @@ def setup(request):
         pairs,
         kw,
         {
-            "denoising": patch_trigger_into_control(pm.model, pairs, groups=groups, **kw),
-            "noising": patch_control_into_trigger(pm.model, pairs, groups=groups, **kw),
+            "denoising": activation_patching(
+                pm.model, pairs, mode="denoising", groups=groups, **kw
+            ),
+            "noising": activation_patching(pm.model, pairs, mode="noising", groups=groups, **kw),
         },
     )
 
@@ -130,7 +130,7 @@ def test_patching_follows_the_planted_layer(request):
     pm = build_planted("llama", layer=2)
     pm.model.to(request.config.getoption("--device"))
     pairs = encode_pairs(pm.tokenizer, planted_pair_records(12, 9), pm.trigger_id)
-    r = patch_trigger_into_control(
+    r = activation_patching(
         pm.model, pairs, eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id,
         groups=("trigger", "last"), n_boot=100,
     )  # fmt: skip

@@ -8,9 +8,9 @@ per pair so that 0 = the control run and 1 = the triggered run:
 
     recovered = (s_patched - s_ctrl) / (s_trig - s_ctrl)
 
-* "denoising" (`patch_trigger_into_control`, source = triggered, target = control): how much
+* "denoising" (source = triggered, target = control): how much
   of the stop does this residual slice *carry* (1 = all of it);
-* "noising" (`patch_control_into_trigger`, source = control, target = triggered): 0 means the
+* "noising" (source = control, target = triggered): 0 means the
   slice is *needed* (replacing it removes the stop).
 
 Pairs whose triggered and control stop scores differ by less than ``min_gap`` are excluded
@@ -35,7 +35,8 @@ pass resumes at block l from it: on average about half of the blocks are never r
 That store holds chunk_size x (L - 1) x T x d values in the model's dtype (CPU memory);
 lower ``chunk_size`` for very large models.
 
-Owns: the generic patching sweep (`patch_residual_stream`), the two named wrappers, and
+Owns: the generic patching sweep (`patch_residual_stream`), `activation_patching` (its two
+modes, normalised), and
 reading where the signal is present at the decision position (`candidate_layers_from_patching`,
 which guides direction selection). Must not: plot or write files (the heatmap `5_activation_patching.png` is drawn by the report).
 """
@@ -134,6 +135,39 @@ def _slots(chunk: list[int], groups: Mapping[str, Sequence[Sequence[int]]]):
     return slots, [{p: j for j, p in enumerate(x)} for x in need]
 
 
+def _patch_chunk(model, runs, chunk, layers, eos_id, batch, edit, bar) -> torch.Tensor:
+    """`patch_residual_stream` for the pairs ``chunk``: [len(chunk), n_layers, n_groups]."""
+    source_seqs, target_seqs, groups = runs
+    L = arch.n_layers(model)
+    out = torch.full((len(chunk), len(layers), len(groups)), float("nan"))
+    slots, slot_of = _slots(chunk, groups)
+    src = capture_residuals(
+        model, [source_seqs[i] for i in chunk], slots, layers, progress=False,
+        desc="patch source", **batch,
+    )  # fmt: skip  # [c, n_layers, width, d]
+    tgt = [target_seqs[i] for i in chunk]
+    mid = [layer for layer in layers if 0 < layer < L]
+    tgt_resid = residual_sequences(model, tgt, mid, **batch) if mid else {}
+    for li, layer in enumerate(layers):
+        for gi, g in enumerate(groups):
+            bar.update(1)
+            pos_g = [list(groups[g][i]) for i in chunk]
+            if not any(pos_g):
+                continue
+            cols = [[slot_of[j][p] for p in ps] for j, ps in enumerate(pos_g)]
+            factory = _patch_factory(model, layer, src[:, li], pos_g, cols, *edit)
+            resume = resume_from(layer, tgt_resid[layer]) if layer in tgt_resid else None
+            logits = last_logits(
+                model, tgt, hook_factory=factory, resume=resume, progress=False,
+                desc="patch", **batch,
+            )  # fmt: skip
+            scores = stop_score(logits, eos_id)
+            for j, i in enumerate(chunk):
+                if groups[g][i]:
+                    out[j, li, gi] = scores[j]
+    return out
+
+
 @torch.no_grad()
 def patch_residual_stream(
     model: nn.Module,
@@ -170,31 +204,8 @@ def patch_residual_stream(
     with progress_bar(total=n_cells, desc=desc, unit="cell", enabled=progress) as bar:
         for c0 in range(0, n, chunk_size):
             chunk = list(range(c0, min(n, c0 + chunk_size)))
-            slots, slot_of = _slots(chunk, groups)
-            src = capture_residuals(
-                model, [source_seqs[i] for i in chunk], slots, layers, progress=False,
-                desc="patch source", **batch,
-            )  # fmt: skip  # [c, n_layers, width, d]
-            tgt = [target_seqs[i] for i in chunk]
-            mid = [layer for layer in layers if 0 < layer < L]
-            tgt_resid = residual_sequences(model, tgt, mid, **batch) if mid else {}
-            for li, layer in enumerate(layers):
-                for gi, g in enumerate(groups):
-                    bar.update(1)
-                    pos_g = [list(groups[g][i]) for i in chunk]
-                    if not any(pos_g):
-                        continue
-                    cols = [[slot_of[j][p] for p in ps] for j, ps in enumerate(pos_g)]
-                    factory = _patch_factory(model, layer, src[:, li], pos_g, cols, *edit)
-                    resume = resume_from(layer, tgt_resid[layer]) if layer in tgt_resid else None
-                    logits = last_logits(
-                        model, tgt, hook_factory=factory, resume=resume, progress=False,
-                        desc="patch", **batch,
-                    )  # fmt: skip
-                    scores = stop_score(logits, eos_id)
-                    for j, i in enumerate(chunk):
-                        if groups[g][i]:
-                            out[i, li, gi] = scores[j]
+            runs = (source_seqs, target_seqs, groups)
+            out[chunk] = _patch_chunk(model, runs, chunk, layers, eos_id, batch, edit, bar)
     return out
 
 
@@ -289,41 +300,25 @@ def activation_patching(
         batch_size=batch_size, chunk_size=chunk_size, progress=progress,
         desc=f"causal: patching ({mode})",
     ).double()  # fmt: skip
-    gap = s_trig - s_ctrl
-    valid = gap.abs() >= min_gap
-    norm = (raw - s_ctrl[:, None, None]) / gap[:, None, None]
-    norm[~valid] = float("nan")
-    per_pair = norm.numpy()
+    valid = (s_trig - s_ctrl).abs() >= min_gap
+    per_pair = _normalised(raw, s_trig, s_ctrl, valid)
     mean, lo, hi, count = nan_bootstrap_mean(per_pair, n_boot=n_boot, seed=seed)
     return PatchingResult(
-        mode=mode,
-        layers=layers,
-        groups=tuple(groups),
-        mean=mean,
-        lo=lo,
-        hi=hi,
-        n=count.astype(int),
-        per_pair=per_pair,
-        patched_score=raw.numpy(),
-        score_trig=s_trig.numpy(),
-        score_ctrl=s_ctrl.numpy(),
-        valid=valid.numpy(),
-        min_gap=float(min_gap),
-        group_positions={g: tuple(tuple(p) for p in pos[g]) for g in groups},
-        group_rules={g: GROUP_RULES[g] for g in groups},
-        n_boot=n_boot,
-        seed=seed,
-    )
+        mode=mode, layers=layers, groups=tuple(groups), mean=mean, lo=lo, hi=hi,
+        n=count.astype(int), per_pair=per_pair, patched_score=raw.numpy(),
+        score_trig=s_trig.numpy(), score_ctrl=s_ctrl.numpy(), valid=valid.numpy(),
+        min_gap=float(min_gap), group_positions={g: tuple(tuple(p) for p in pos[g]) for g in groups},
+        group_rules={g: GROUP_RULES[g] for g in groups}, n_boot=n_boot, seed=seed,
+    )  # fmt: skip
 
 
-def patch_trigger_into_control(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:
-    """Denoising: triggered residuals into the control run (1 = the slice carries the stop)."""
-    return activation_patching(model, pairs, mode="denoising", **kw)
-
-
-def patch_control_into_trigger(model: nn.Module, pairs: EncodedPairs, **kw: Any) -> PatchingResult:
-    """Noising: control residuals into the triggered run (0 = the slice is needed)."""
-    return activation_patching(model, pairs, mode="noising", **kw)
+def _normalised(
+    raw: torch.Tensor, s_trig: torch.Tensor, s_ctrl: torch.Tensor, valid: torch.Tensor
+) -> np.ndarray:
+    """Per pair, (patched - control) / (triggered - control); NaN for the pairs not ``valid``."""
+    norm = (raw - s_ctrl[:, None, None]) / (s_trig - s_ctrl)[:, None, None]
+    norm[~valid] = float("nan")
+    return norm.numpy()
 
 
 def candidate_layers_from_patching(patching: Any, group: str, min_recovery: float) -> list[int]:
