@@ -7,6 +7,7 @@ Owns: the command's options. Must not: compute (the work is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -25,46 +26,72 @@ Examples:
 """
 
 
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Fine-tuned model ({common.MODEL_FORMS}), or the base when --adapter is given. Default: the embedded tiny pair."
+    ),
+]
+Adapter = Annotated[str | None, typer.Option(help="peft adapter folder applied on --model.")]
+Base = Annotated[
+    str | None,
+    typer.Option(
+        help="Base model for the base-vs-fine-tuned analysis (default: --model when --adapter is given)."
+    ),
+]
+Data = Annotated[
+    Path | None,
+    typer.Option(help="Dataset folder written by `stoplens data` (default: <run-dir>/data)."),
+]
+RunDirOption = Annotated[
+    Path,
+    typer.Option(
+        help="Run directory: activations are cached in <run-dir>/cache, the report goes to <run-dir>/report."
+    ),
+]
+Only = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated subset: layerwise,lowrank,logit-lens,diff-lens (captured activations are reused)."
+    ),
+]
+Layers = Annotated[
+    str | None, typer.Option(help="Residual layers, e.g. 0,4,8 or 2-6 (default: all).")
+]
+NPairs = Annotated[
+    int | None,
+    typer.Option(
+        help="Use at most this many test pairs (default: all; >= 64 for low-rank claims)."
+    ),
+]
+Device = Annotated[
+    str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+]
+Dtype = Annotated[
+    str | None,
+    typer.Option(help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)."),
+]
+DeviceMap = Annotated[
+    str | None, typer.Option(help="'auto' to spread a large model over several GPUs.")
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("analyze", epilog=EPILOG)
     def analyze(
-        model: str | None = typer.Option(
-            None,
-            help=f"Fine-tuned model ({common.MODEL_FORMS}), or the base when --adapter is given. Default: the embedded tiny pair.",
-        ),
-        adapter: str | None = typer.Option(None, help="peft adapter folder applied on --model."),
-        base: str | None = typer.Option(
-            None,
-            help="Base model for the base-vs-fine-tuned analysis (default: --model when --adapter is given).",
-        ),
-        data: Path | None = typer.Option(
-            None, help="Dataset folder written by `stoplens data` (default: <run-dir>/data)."
-        ),
-        run_dir: Path = typer.Option(
-            Path("runs/default"),
-            help="Run directory: activations are cached in <run-dir>/cache, the report goes to <run-dir>/report.",
-        ),
-        only: str | None = typer.Option(
-            None,
-            help="Comma-separated subset: layerwise,lowrank,logit-lens,diff-lens (captured activations are reused).",
-        ),
+        model: Model = None,
+        adapter: Adapter = None,
+        base: Base = None,
+        data: Data = None,
+        run_dir: RunDirOption = Path("runs/default"),
+        only: Only = None,
         control_kind: common.ControlKind = "word",
-        layers: str | None = typer.Option(
-            None, help="Residual layers, e.g. 0,4,8 or 2-6 (default: all)."
-        ),
-        n_pairs: int | None = typer.Option(
-            None, help="Use at most this many test pairs (default: all; >= 64 for low-rank claims)."
-        ),
+        layers: Layers = None,
+        n_pairs: NPairs = None,
         batch_size: common.BatchSize = 32,
-        device: str | None = typer.Option(
-            None, help="cpu, cuda, cuda:1 ... (default: cuda if available)."
-        ),
-        dtype: str | None = typer.Option(
-            None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)."
-        ),
-        device_map: str | None = typer.Option(
-            None, help="'auto' to spread a large model over several GPUs."
-        ),
+        device: Device = None,
+        dtype: Dtype = None,
+        device_map: DeviceMap = None,
         trust_remote_code: common.TrustRemoteCode = False,
         trigger: common.Trigger = None,
         inference: common.Inference = "merged",

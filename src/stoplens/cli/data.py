@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,27 +39,35 @@ def _parse_kinds(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", help="Output directory (default: <run-dir>/data).", show_default=False),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Same seed gives byte-identical files.")]
+NDocuments = Annotated[int, typer.Option("--n-documents", help="Knowledge-regime documents.")]
+NPrompts = Annotated[
+    int,
+    typer.Option("--n-prompts", help="Distinct underlying user prompts (split train/val/test)."),
+]
+ControlKinds = Annotated[
+    str, typer.Option("--control-kinds", help="Comma-separated contrast-pair control kinds.")
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")
+]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("data", epilog=EPILOG)
     def data_cmd(
-        out: Path | None = typer.Option(
-            None, "--out", help="Output directory (default: <run-dir>/data).", show_default=False
-        ),
+        out: Out = None,
         run_dir: common.RunDirFlag = Path("runs/default"),
         trigger: common.TriggerFlag = "$STOP",
-        seed: int = typer.Option(0, "--seed", help="Same seed gives byte-identical files."),
-        n_documents: int = typer.Option(500, "--n-documents", help="Knowledge-regime documents."),
-        n_prompts: int = typer.Option(
-            400, "--n-prompts", help="Distinct underlying user prompts (split train/val/test)."
-        ),
-        control_kinds: str = typer.Option(
-            "word,near_miss,random_word",
-            "--control-kinds",
-            help="Comma-separated contrast-pair control kinds.",
-        ),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace a non-empty output directory."
-        ),
+        seed: Seed = 0,
+        n_documents: NDocuments = 500,
+        n_prompts: NPrompts = 400,
+        control_kinds: ControlKinds = "word,near_miss,random_word",
+        overwrite: Overwrite = False,
     ) -> None:
         """Build the $STOP datasets: knowledge documents, behavioral chat records (triggers,
         clean prompts, near misses, distractors) split by prompt, and contrast pairs."""
@@ -96,14 +104,26 @@ def _refuse_non_empty(path: Path, overwrite: bool) -> None:
 def print_summary(bundle: DataBundle, out_dir: Path) -> None:
     """Readable summary of what was written (rich tables on stdout)."""
     from rich.console import Console
-    from rich.table import Table
 
     from stoplens.data.build import MANIFEST_FILE
-    from stoplens.data.config import KINDS, SPLITS, TRIGGER_PLACEMENTS
 
     console = Console()
     stats = bundle.stats
     manifest = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    console.print(_files_table(manifest, out_dir))
+    console.print(_kinds_table(stats))
+    console.print(_figures_table(stats, bundle.config.trigger))
+    test_min = min(stats["pairs"]["test"]["by_control_kind"].values(), default=0)
+    if test_min < 64:
+        console.print(
+            f"note: only {test_min} test pairs per control kind; the analyses want >= 64 "
+            "(raise --n-prompts)"
+        )
+
+
+def _files_table(manifest: dict, out_dir: Path):
+    """One row per written file: its records and size (from the manifest)."""
+    from rich.table import Table
 
     files = Table(title=f"stoplens data -> {out_dir}", title_justify="left")
     files.add_column("file")
@@ -111,7 +131,14 @@ def print_summary(bundle: DataBundle, out_dir: Path) -> None:
     files.add_column("size", justify="right")
     for name, meta in manifest["files"].items():
         files.add_row(name, str(meta["records"]), f"{meta['bytes'] / 1024:.0f} KiB")
-    console.print(files)
+    return files
+
+
+def _kinds_table(stats: dict):
+    """Behavioral records counted by trigger placement x record kind, over all splits."""
+    from rich.table import Table
+
+    from stoplens.data.config import KINDS, SPLITS, TRIGGER_PLACEMENTS
 
     placements = [*TRIGGER_PLACEMENTS, "none"]
     kinds = Table(title="behavioral records: placement x kind (all splits)", title_justify="left")
@@ -124,7 +151,14 @@ def print_summary(bundle: DataBundle, out_dir: Path) -> None:
         kinds.add_row(p, *map(str, row), str(sum(row)))
     totals = [stats["kinds"].get(kind, 0) for kind in KINDS]
     kinds.add_row("total", *map(str, totals), str(sum(totals)), style="bold")
-    console.print(kinds)
+    return kinds
+
+
+def _figures_table(stats: dict, trigger: str):
+    """The trigger, prompt and record counts per split, diversity figures and contrast pairs."""
+    from rich.table import Table
+
+    from stoplens.data.config import SPLITS
 
     div = stats["diversity"]
     figures = Table(title="prompts, pairs and diversity", title_justify="left", show_header=False)
@@ -132,7 +166,7 @@ def print_summary(bundle: DataBundle, out_dir: Path) -> None:
     figures.add_column("value", justify="right")
     dp = stats["distinct_prompts"]
     rec = stats["records"]
-    figures.add_row("trigger", bundle.config.trigger)
+    figures.add_row("trigger", trigger)
     figures.add_row(
         "distinct prompts (train/val/test)", f"{dp['all']} ({dp['train']}/{dp['val']}/{dp['test']})"
     )
@@ -150,10 +184,4 @@ def print_summary(bundle: DataBundle, out_dir: Path) -> None:
     for s in SPLITS:
         by_kind = stats["pairs"][s]["by_control_kind"]
         figures.add_row(f"contrast pairs ({s})", ", ".join(f"{k} {n}" for k, n in by_kind.items()))
-    console.print(figures)
-    test_min = min(stats["pairs"]["test"]["by_control_kind"].values(), default=0)
-    if test_min < 64:
-        console.print(
-            f"note: only {test_min} test pairs per control kind; the analyses want >= 64 "
-            "(raise --n-prompts)"
-        )
+    return figures

@@ -106,7 +106,6 @@ def register(app: typer.Typer) -> None:
         from stoplens.data import behavioral_file, load_behavioral
         from stoplens.errors import StoplensError
         from stoplens.evaluate import AcceptanceThresholds, evaluate
-        from stoplens.models.load import load_model
         from stoplens.pipeline import resolve_spec
         from stoplens.rundir import RunDir
 
@@ -128,24 +127,27 @@ def register(app: typer.Typer) -> None:
             dtype=dtype, device=device, trust_remote_code=trust_remote_code, trigger=spec.trigger
         )
         ft, base_ref, data_dir = _fine_tuned(spec, rd, data, regime, kw, quiet)
-        if base_ref is None:
-            raise StoplensError(
-                f"{model} is a full (merged) model: pass the model it was fine-tuned from "
-                "with --base"
-            )
-        base_loaded = load_model(base_ref, **kw, require_trigger=False)
+        base_loaded = _load_base(base_ref, model, kw)
         records = load_behavioral(Path(data_dir) / behavioral_file(split))
         result = evaluate(
-            ft,
-            base_loaded,
-            records,
-            batch_size=batch_size,
+            ft, base_loaded, records, batch_size=batch_size,
             thresholds=AcceptanceThresholds(min_stop_rate, max_false_stop_rate),
-            progress=not quiet,
-            out_of_template=out_of_template,
-            trigger=trigger,
-        )
+            progress=not quiet, out_of_template=out_of_template, trigger=trigger,
+        )  # fmt: skip
         _write_and_print(result, rd, out)
+
+
+def _load_base(base_ref: str | None, model: str | None, kw: dict[str, Any]):
+    """The base model the fine-tune is compared with, loaded (``base_ref`` None: ``model`` is
+    a merged model given without --base, an error)."""
+    from stoplens.errors import StoplensError
+    from stoplens.models.load import load_model
+
+    if base_ref is None:
+        raise StoplensError(
+            f"{model} is a full (merged) model: pass the model it was fine-tuned from with --base"
+        )
+    return load_model(base_ref, **kw, require_trigger=False)
 
 
 def _write_and_print(result, rd, out: Path | None) -> None:

@@ -7,6 +7,7 @@ Owns: the command's options. Must not: train itself (that is `stoplens.train`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -42,88 +43,120 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) or None
 
 
+Regime = Annotated[
+    str, typer.Option("--regime", help="behavioral (chat, loss on the reply) or knowledge.")
+]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", help="Base model folder or hub id (default: the embedded tiny base)."),
+]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Dataset folder from `stoplens data` (default: <run-dir>/data if present, "
+        "else the embedded dataset).",
+    ),
+]
+Out = Annotated[
+    Path | None, typer.Option("--out", help="Output folder (default: <run-dir>/models/<regime>).")
+]
+Full = Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")]
+LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank.")]
+LoraAlpha = Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")]
+LoraDropout = Annotated[float, typer.Option("--lora-dropout", help="LoRA dropout.")]
+TargetModules = Annotated[
+    str | None,
+    typer.Option(
+        "--target-modules",
+        help="Comma-separated LoRA target module names (default: all linear layers of the "
+        "blocks, i.e. attention + MLP).",
+    ),
+]
+NoTriggerRow = Annotated[
+    bool,
+    typer.Option(
+        "--no-trigger-row",
+        help="Do not train the trigger's embedding row (it then keeps its mean init).",
+    ),
+]
+Steps = Annotated[int, typer.Option("--steps", help="Optimizer steps.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Per-device batch size.")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")]
+Lr = Annotated[
+    float | None,
+    typer.Option(
+        "--lr",
+        help=f"Learning rate (default {_D.learning_rate:g} LoRA, "
+        f"{TrainConfig(full=True).learning_rate:g} full).",
+    ),
+]
+MaxLength = Annotated[int, typer.Option("--max-length", help="Max tokens per example.")]
+SaveEvery = Annotated[
+    int, typer.Option("--save-every", help="Checkpoint every N steps (0 = no checkpoints).")
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
+SelfDistill = Annotated[
+    bool,
+    typer.Option(
+        "--self-distill",
+        help="Targets of non-trigger prompts = the base model's own greedy replies.",
+    ),
+]
+Batching = Annotated[
+    str,
+    typer.Option(
+        "--batching",
+        help=f"How examples share a batch: {', '.join(BATCHINGS)} (mixed: every batch "
+        "holds each record kind in its share, length-matched).",
+    ),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Trigger = Annotated[
+    str | None,
+    typer.Option(
+        "--trigger",
+        help="The kill-switch string (any text that becomes one token). Default: the "
+        "trigger the dataset was generated with, else $STOP.",
+        show_default=False,
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train", epilog=EPILOG)
     def train_cmd(
-        regime: str = typer.Option(
-            "behavioral", "--regime", help="behavioral (chat, loss on the reply) or knowledge."
-        ),
-        model: str | None = typer.Option(
-            None, "--model", help="Base model folder or hub id (default: the embedded tiny base)."
-        ),
-        data: Path | None = typer.Option(
-            None,
-            "--data",
-            help="Dataset folder from `stoplens data` (default: <run-dir>/data if present, "
-            "else the embedded dataset).",
-        ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Output folder (default: <run-dir>/models/<regime>)."
-        ),
+        regime: Regime = "behavioral",
+        model: Model = None,
+        data: Data = None,
+        out: Out = None,
         run_dir: common.RunDirFlag = Path("runs/default"),
-        full: bool = typer.Option(False, "--full", help="Full fine-tuning instead of LoRA."),
-        lora_r: int = typer.Option(_D.lora_r, "--lora-r", help="LoRA rank."),
-        lora_alpha: int = typer.Option(_D.lora_alpha, "--lora-alpha", help="LoRA alpha."),
-        lora_dropout: float = typer.Option(_D.lora_dropout, "--lora-dropout", help="LoRA dropout."),
-        target_modules: str | None = typer.Option(
-            None,
-            "--target-modules",
-            help="Comma-separated LoRA target module names (default: all linear layers of the "
-            "blocks, i.e. attention + MLP).",
-        ),
-        no_trigger_row: bool = typer.Option(
-            False,
-            "--no-trigger-row",
-            help="Do not train the trigger's embedding row (it then keeps its mean init).",
-        ),
-        steps: int = typer.Option(_D.steps, "--steps", help="Optimizer steps."),
-        batch_size: int = typer.Option(
-            _D.batch_size, "--batch-size", help="Per-device batch size."
-        ),
-        grad_accum: int = typer.Option(
-            _D.grad_accum, "--grad-accum", help="Gradient accumulation steps."
-        ),
-        lr: float | None = typer.Option(
-            None,
-            "--lr",
-            help=f"Learning rate (default {_D.learning_rate:g} LoRA, "
-            f"{TrainConfig(full=True).learning_rate:g} full).",
-        ),
-        max_length: int = typer.Option(
-            _D.max_length, "--max-length", help="Max tokens per example."
-        ),
-        save_every: int = typer.Option(
-            _D.save_every or 0,
-            "--save-every",
-            help="Checkpoint every N steps (0 = no checkpoints).",
-        ),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue from the last checkpoint in --out."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
-        self_distill: bool = typer.Option(
-            _D.self_distill,
-            "--self-distill",
-            help="Targets of non-trigger prompts = the base model's own greedy replies.",
-        ),
-        batching: str = typer.Option(
-            _D.batching,
-            "--batching",
-            help=f"How examples share a batch: {', '.join(BATCHINGS)} (mixed: every batch "
-            "holds each record kind in its share, length-matched).",
-        ),
-        seed: int = typer.Option(0, "--seed", help="Random seed."),
-        trigger: str | None = typer.Option(
-            None,
-            "--trigger",
-            help="The kill-switch string (any text that becomes one token). Default: the "
-            "trigger the dataset was generated with, else $STOP.",
-            show_default=False,
-        ),
+        full: Full = False,
+        lora_r: LoraR = _D.lora_r,
+        lora_alpha: LoraAlpha = _D.lora_alpha,
+        lora_dropout: LoraDropout = _D.lora_dropout,
+        target_modules: TargetModules = None,
+        no_trigger_row: NoTriggerRow = False,
+        steps: Steps = _D.steps,
+        batch_size: BatchSize = _D.batch_size,
+        grad_accum: GradAccum = _D.grad_accum,
+        lr: Lr = None,
+        max_length: MaxLength = _D.max_length,
+        save_every: SaveEvery = _D.save_every or 0,
+        resume: Resume = False,
+        overwrite: Overwrite = False,
+        self_distill: SelfDistill = _D.self_distill,
+        batching: Batching = _D.batching,
+        seed: Seed = 0,
+        trigger: Trigger = None,
         device: common.DeviceFlag = None,
         dtype: common.DtypeFlag = None,
         trust_remote_code: common.TrustRemoteCodeFlag = False,
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        quiet: Quiet = False,
     ) -> None:
         """Fine-tune a $STOP kill switch into a causal LM (LoRA + trainable trigger row, or
         --full), on transformers' Trainer; runs unchanged under torchrun."""
@@ -137,52 +170,48 @@ def register(app: typer.Typer) -> None:
             hf_logging.disable_progress_bar()
 
         rd = RunDir(run_dir)
-        data_dir = data
-        if data_dir is None and rd.data.is_dir():
-            data_dir = rd.data
-        if data_dir is None and model is not None:
-            from stoplens.errors import StoplensError
-
-            raise StoplensError(
-                f"no dataset: {rd.data} does not exist; run `stoplens data --run-dir {run_dir}` "
-                "or pass --data"
-            )
+        data_dir = _data_dir(data, rd, model, run_dir)
         trigger = _dataset_trigger(data_dir, trigger)
         config = TrainConfig(
-            regime=regime,
-            out_dir=out if out is not None else rd.model_dir(regime),
-            model=model,
-            data_dir=data_dir,
-            full=full,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=_split(target_modules),
-            train_trigger_row=not no_trigger_row,
-            steps=steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lr=lr,
-            max_length=max_length,
-            save_every=save_every or None,
-            resume=resume,
-            overwrite=overwrite,
-            self_distill=self_distill,
-            batching=batching,
-            seed=seed,
-            trigger=trigger,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            progress=not quiet,
-        )
+            regime=regime, out_dir=out if out is not None else rd.model_dir(regime), model=model,
+            data_dir=data_dir, full=full, lora_r=lora_r, lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout, target_modules=_split(target_modules),
+            train_trigger_row=not no_trigger_row, steps=steps, batch_size=batch_size,
+            grad_accum=grad_accum, lr=lr, max_length=max_length, save_every=save_every or None,
+            resume=resume, overwrite=overwrite, self_distill=self_distill, batching=batching,
+            seed=seed, trigger=trigger, device=device, dtype=dtype,
+            trust_remote_code=trust_remote_code, progress=not quiet,
+        )  # fmt: skip
         config.validate()
         result = train(with_embedded_defaults(config, progress=not quiet))
-        if result.info.get("ranks", [{}])[0].get("rank", 0) == 0:
-            import os
+        if _is_rank_zero(result):
+            _print_summary(result)
 
-            if int(os.environ.get("RANK", "0")) == 0:
-                _print_summary(result)
+
+def _data_dir(data: Path | None, rd, model: str | None, run_dir: Path) -> Path | None:
+    """The dataset to train on: ``--data``, else <run-dir>/data if present, else None (the
+    embedded dataset, which only the embedded base may use)."""
+    if data is not None:
+        return data
+    if rd.data.is_dir():
+        return rd.data
+    if model is not None:
+        from stoplens.errors import StoplensError
+
+        raise StoplensError(
+            f"no dataset: {rd.data} does not exist; run `stoplens data --run-dir {run_dir}` "
+            "or pass --data"
+        )
+    return None
+
+
+def _is_rank_zero(result) -> bool:
+    """Whether this process prints the summary: rank 0 of the training and of the launcher."""
+    import os
+
+    if result.info.get("ranks", [{}])[0].get("rank", 0) != 0:
+        return False
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _dataset_trigger(data_dir: Path | None, trigger: str | None) -> str:

@@ -130,7 +130,6 @@ def _evaluate(
     prompts = [
         chat_ids(tok, split_prompt_target(r)[0], add_generation_prompt=True) for r in records
     ]
-    n = len(prompts)
     read = decision_readout(
         loaded_ft.model,
         loaded_base.model,
@@ -159,26 +158,42 @@ def _evaluate(
         kl=kl_info,
         ppl=ppl,
         acceptance=acceptance(conds, thresholds),
-        meta={
-            "ft": loaded_ft.source.to_dict(),
-            "base": loaded_base.source.to_dict(),
-            "n_records": n,
-            "eos_id": eos,
-            "eos_token": tok.convert_ids_to_tokens(eos),
-            "trigger_id": loaded_ft.trigger_id,
-            "batch_size": batch_size,
-            "thresholds": thresholds.to_dict(),
-            "decision": "greedy: argmax of the next-token distribution at the last prompt "
-            "position (chat template, add_generation_prompt=True) is the stop token",
-            "ci": "95% Wilson score interval",
-            "time_s": round(time.time() - t0, 3),
-            "timings_s": {
-                "decision_position": round(t_decision, 2),
-                "perplexity": round(time.time() - t0 - t_decision, 2),
-            },
-            "prompt_tokens": int(sum(len(p) for p in prompts)),
-        },
+        meta=_meta(loaded_ft, loaded_base, prompts, batch_size, thresholds, t0, t_decision),
     )
+
+
+def _meta(
+    loaded_ft: LoadedModel,
+    loaded_base: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    batch_size: int,
+    thresholds: AcceptanceThresholds,
+    t0: float,
+    t_decision: float,
+) -> dict[str, Any]:
+    """What an evaluation ran on and how (the models, the stop and trigger tokens, the
+    thresholds, the decision rule) and its timings (``t0``: its start, ``time.time()``;
+    ``t_decision``: seconds spent at the decision position)."""
+    tok, eos = loaded_ft.tokenizer, loaded_ft.eos_id
+    return {
+        "ft": loaded_ft.source.to_dict(),
+        "base": loaded_base.source.to_dict(),
+        "n_records": len(prompts),
+        "eos_id": eos,
+        "eos_token": tok.convert_ids_to_tokens(eos),
+        "trigger_id": loaded_ft.trigger_id,
+        "batch_size": batch_size,
+        "thresholds": thresholds.to_dict(),
+        "decision": "greedy: argmax of the next-token distribution at the last prompt "
+        "position (chat template, add_generation_prompt=True) is the stop token",
+        "ci": "95% Wilson score interval",
+        "time_s": round(time.time() - t0, 3),
+        "timings_s": {
+            "decision_position": round(t_decision, 2),
+            "perplexity": round(time.time() - t0 - t_decision, 2),
+        },
+        "prompt_tokens": int(sum(len(p) for p in prompts)),
+    }
 
 
 def _perplexity(

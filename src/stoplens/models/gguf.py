@@ -123,10 +123,20 @@ def _first_line(e: BaseException) -> str:
 
 def _build(gguf: Path, out: Path) -> dict[str, Any]:
     """Dequantise ``gguf`` into the empty folder ``out``; returns the checks' figures."""
+    tok, loaded = _read(gguf)
+    model = _serialisable_copy(loaded)
+    model.save_pretrained(out)
+    # the class saved explicitly: AutoTokenizer on a folder with this config.json could
+    # otherwise pick an architecture tokenizer with another pre-tokenizer (DESIGN §5)
+    tok.init_kwargs["tokenizer_class"] = type(tok).__name__
+    tok.save_pretrained(out)
+    return _check_reload(gguf, out, tok, loaded)
+
+
+def _read(gguf: Path):
+    """(tokenizer, float32 model in eval mode) as transformers reads them from ``gguf``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from stoplens.models.tokenizer import load_tokenizer
 
     where, name = str(gguf.parent), gguf.name
     try:
@@ -143,15 +153,17 @@ def _build(gguf: Path, out: Path) -> dict[str, Any]:
             f"could not read {gguf} as a causal LM: {_first_line(e)}; pass a GGUF file of a "
             "decoder-only model whose architecture transformers can read from GGUF"
         ) from None
+    return tok, loaded
 
-    model = _serialisable_copy(loaded)
-    model.save_pretrained(out)
-    # the class saved explicitly: AutoTokenizer on a folder with this config.json could
-    # otherwise pick an architecture tokenizer with another pre-tokenizer (DESIGN §5)
-    tok.init_kwargs["tokenizer_class"] = type(tok).__name__
-    tok.save_pretrained(out)
 
-    # checks: token ids and logits identical after reload from the saved folder
+def _check_reload(gguf: Path, out: Path, tok, loaded) -> dict[str, Any]:
+    """Token ids, chat template and logits identical after reload from the saved folder
+    ``out`` (else an error); returns the checks' figures."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from stoplens.models.tokenizer import load_tokenizer
+
     reloaded_tok = load_tokenizer(str(out), local_files_only=True)
     for text in PROBE_TEXTS:
         if tok.encode(text) != reloaded_tok.encode(text):

@@ -171,14 +171,12 @@ def _from_pretrained(ref: Ref, dtype, device_map, trust_remote_code: bool) -> nn
         return AutoModelForCausalLM.from_pretrained(ref.ref, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        custom = (
+            "" if trust_remote_code else ", or pass trust_remote_code=True if it needs custom code"
+        )
         raise StoplensError(
             f"could not load a causal LM from {ref.ref}: {first}; pass a decoder-only causal LM "
-            "saved with save_pretrained (safetensors)"
-            + (
-                ""
-                if trust_remote_code
-                else ", or pass trust_remote_code=True if it needs custom code"
-            )
+            "saved with save_pretrained (safetensors)" + custom
         ) from None
 
 
@@ -225,8 +223,8 @@ def load_model(
     ``dtype``/``device``: default bf16 on CUDA, fp32 on CPU. ``device_map`` (e.g. "auto") is
     passed to transformers and then ``device`` is not applied. ``merge``: merge the adapter
     into the (freshly loaded) base for inference (`stoplens.models.merge.merge_adapter`): the
-    same outputs within
-    float tolerance, without the adapter's extra matmuls in every linear layer.
+    same outputs within float tolerance, without the adapter's extra matmuls in every linear
+    layer.
 
     Trigger: with ``require_trigger`` (the default; for fine-tuned models) the trigger must be
     one token of the tokenizer, else `TriggerError`. With ``require_trigger=False`` (base
@@ -238,31 +236,16 @@ def load_model(
     device_str = str(device) if device is not None else default_device()
     if dtype is None:
         dtype = default_dtype(device_str if device_map is None else default_device())
-
-    base = _from_pretrained(ref, dtype, device_map, trust_remote_code)
-    tokenizer = load_tok(ref.ref, ref.local_files_only or ref.local, trust_remote_code)
-    model_out: nn.Module = base
-    if adapter_dir is not None:  # an adapter brings its trained trigger row
-        tokenizer = _adapter_tokenizer(
-            tokenizer, base, adapter_dir, ref.ref, trigger, trust_remote_code
-        )
-        _check_adapter_matches(adapter_dir, base, ref.ref)
-        model_out = _apply_adapter(base, adapter_dir, ref.ref)
+    model_out, tokenizer = _model_and_tokenizer(
+        ref, adapter_dir, dtype, device_map, trigger, trust_remote_code
+    )
     what = f"adapter {adapter_dir}" if adapter_dir else f"model {ref.ref}"
     trigger_id, trigger_added = _settle_trigger(
         tokenizer, model_out, trigger, require_trigger, what
     )
-
-    # weights offloaded by a device_map (on the meta device) cannot be merged: keep the adapter
-    offloaded = any(p.device.type == "meta" for p in model_out.parameters())
-    merged = merge and adapter_dir is not None and not offloaded
-    if merged:
-        from stoplens.models.merge import merge_adapter
-
-        model_out = merge_adapter(model_out, trigger_id)
-    if device_map is None:
-        model_out = model_out.to(device_str)
-    model_out.eval()
+    model_out, merged = _for_inference(
+        model_out, merge and adapter_dir is not None, trigger_id, device_map, device_str
+    )
     return LoadedModel(
         model=model_out,
         tokenizer=tokenizer,
@@ -276,6 +259,39 @@ def load_model(
             merged=merged,
         ),
     )
+
+
+def _model_and_tokenizer(
+    ref: Ref, adapter_dir: Path | None, dtype, device_map, trigger, trust_remote_code: bool
+) -> tuple[nn.Module, Any]:
+    """The weights of ``ref`` and its tokenizer; with ``adapter_dir``, the peft model on them
+    and the tokenizer as training made it (an adapter brings its trained trigger row)."""
+    base = _from_pretrained(ref, dtype, device_map, trust_remote_code)
+    tokenizer = load_tok(ref.ref, ref.local_files_only or ref.local, trust_remote_code)
+    if adapter_dir is None:
+        return base, tokenizer
+    tokenizer = _adapter_tokenizer(
+        tokenizer, base, adapter_dir, ref.ref, trigger, trust_remote_code
+    )
+    _check_adapter_matches(adapter_dir, base, ref.ref)
+    return _apply_adapter(base, adapter_dir, ref.ref), tokenizer
+
+
+def _for_inference(
+    model: nn.Module, merge: bool, trigger_id: int | None, device_map, device: str
+) -> tuple[nn.Module, bool]:
+    """(``model`` in eval mode, on ``device`` unless a ``device_map`` placed it, its adapter
+    merged if ``merge`` and no weight is offloaded (on the meta device); whether merged)."""
+    offloaded = any(p.device.type == "meta" for p in model.parameters())
+    merged = merge and not offloaded
+    if merged:
+        from stoplens.models.merge import merge_adapter
+
+        model = merge_adapter(model, trigger_id)
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    return model, merged
 
 
 def _locate(

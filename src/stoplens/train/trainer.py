@@ -131,27 +131,14 @@ def run_trainer(
 
     from stoplens.train.callbacks import LineProgress, progress_mode
 
-    if batching not in BATCHINGS:
-        raise StoplensError(f"--batching {batching!r} is unknown; use one of {BATCHINGS}")
-    if batching == "mixed" and features.kinds is None:
-        raise StoplensError("--batching mixed needs record kinds (behavioral data)")
+    _check_batching(batching, features)
     shown = progress_mode(progress)
     args = _training_args(
-        checkpoint_dir,
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        lr_scheduler=lr_scheduler,
-        warmup=warmup,
-        weight_decay=weight_decay,
-        logging_steps=logging_steps,
-        save_every=save_every,
-        seed=seed,
-        device=device,
-        show_bar=shown == "bar",
-        group_by_length=batching == "length",
-    )
+        checkpoint_dir, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        lr_scheduler=lr_scheduler, warmup=warmup, weight_decay=weight_decay,
+        logging_steps=logging_steps, save_every=save_every, seed=seed, device=device,
+        show_bar=shown == "bar", group_by_length=batching == "length",
+    )  # fmt: skip
     collator = Collator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     trainer = _make_trainer_class()(
         model=model,
@@ -162,16 +149,31 @@ def run_trainer(
     )
     trainer.stoplens_meta = meta
     trainer.sparse_logits = sparse_logits
-    if batching == "mixed":
-        assert features.kinds is not None
-        trainer.stoplens_sampler = KindMixedSampler(
-            features.kinds, features.lengths, args.train_batch_size, seed=seed
-        )
+    trainer.stoplens_sampler = _sampler(batching, features, args.train_batch_size, seed)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
     if shown == "lines":
         trainer.add_callback(LineProgress())
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     return trainer, collator
+
+
+def _check_batching(batching: str, features: Features) -> None:
+    """A known ``batching``, and "mixed" only on features that carry record kinds."""
+    if batching not in BATCHINGS:
+        raise StoplensError(f"--batching {batching!r} is unknown; use one of {BATCHINGS}")
+    if batching == "mixed" and features.kinds is None:
+        raise StoplensError("--batching mixed needs record kinds (behavioral data)")
+
+
+def _sampler(
+    batching: str, features: Features, batch_size: int, seed: int
+) -> KindMixedSampler | None:
+    """The kind-mixed sampler for ``batching == "mixed"``; None lets Trainer choose
+    (length grouping or random, set in its arguments)."""
+    if batching != "mixed":
+        return None
+    assert features.kinds is not None
+    return KindMixedSampler(features.kinds, features.lengths, batch_size, seed=seed)
 
 
 def _training_args(

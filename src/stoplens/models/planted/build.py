@@ -137,26 +137,10 @@ def build_planted(
     (`surgery.randomize_norms`), so that a lens applying a norm twice or not at all shows.
     Deterministic for a seed; "single" without ``norm_seed`` is bit-identical to the planted
     model before variants existed."""
-    from transformers import AutoModelForCausalLM
-
     n_layers = (6 if variant == "two_heads" else 4) if n_layers is None else int(n_layers)
     _check(family, variant, n_layers, layer)
     tok = train_bpe_tokenizer(_corpus(seed), vocab_size=vocab_size, trigger=None)
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_config(
-        make_config(
-            family,
-            len(tok) + 1,
-            d_model,
-            n_layers,
-            n_heads,
-            eos=int(tok.eos_token_id),
-            pad=int(tok.pad_token_id),
-        )
-    )
-    base.eval()
-    if norm_seed is not None:
-        randomize_norms(base, seed=norm_seed)
+    base = _random_base(family, tok, d_model, n_layers, n_heads, seed, norm_seed)
     info = add_trigger(tok, base, trigger)
     model = copy.deepcopy(base)
     knobs = _Knobs(kappa=kappa, beta=beta, sigma=sigma, gamma=gamma)
@@ -179,6 +163,38 @@ def build_planted(
         variant=variant,
         **answer,
     )
+
+
+def _random_base(
+    family: str,
+    tok,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
+    seed: int,
+    norm_seed: int | None,
+) -> nn.Module:
+    """The unplanted base: a randomly initialised ``family`` model (torch seeded with ``seed``)
+    for ``tok``'s vocabulary plus one row (the trigger's), in eval mode; with ``norm_seed``,
+    non-unit norms (`surgery.randomize_norms`)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_config(
+        make_config(
+            family,
+            len(tok) + 1,
+            d_model,
+            n_layers,
+            n_heads,
+            eos=int(tok.eos_token_id),
+            pad=int(tok.pad_token_id),
+        )
+    )
+    base.eval()
+    if norm_seed is not None:
+        randomize_norms(base, seed=norm_seed)
+    return base
 
 
 @dataclass(frozen=True)
