@@ -127,7 +127,8 @@ def test_spectral_intervals_cover_their_estimate_on_diffuse_deltas():
     """Resampling rows repeats them, which concentrates the spectrum: on diffuse Δs every
     bootstrap top-k share exceeds the estimate, so the plain percentile interval misses it.
     The reported interval is shifted by the bootstrap's bias and covers the estimate."""
-    from stoplens.analyses.lowrank import _boot_spectrum, spectrum_stats
+    from stoplens.analyses.lowrank import spectrum_stats
+    from stoplens.analyses.spectrum_bootstrap import _boot_spectrum
     from stoplens.analyses.stats import percentile_interval, resample_weights
 
     x = np.random.default_rng(0).standard_normal((40, 1, 64))
@@ -145,7 +146,7 @@ def test_spectral_intervals_cover_their_estimate_on_diffuse_deltas():
 def test_iterative_bootstrap_eigenvalues_match_the_exact_ones(monkeypatch):
     """Above EXACT_MAX the resampled spectra come from warm-started subspace iteration; its
     top-q eigenvalues equal the exact ones (forced here by lowering EXACT_MAX)."""
-    import stoplens.analyses.lowrank as lr
+    import stoplens.analyses.spectrum_bootstrap as lr
 
     x = _two_direction_deltas(n=40, d=24)[:, 0]
     x = x + 0.3 * np.random.default_rng(1).standard_normal(x.shape)

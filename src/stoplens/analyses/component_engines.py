@@ -73,9 +73,7 @@ def patch_components(
     Returns:
         float32 [n, n_components, n_groups] patched stop scores (NaN where a group is empty).
     """
-    n = len(source_seqs)
-    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
-        raise ValueError("patching: sources, targets and groups must have one entry per pair")
+    n = _check_pairs(source_seqs, target_seqs, groups, "patching")
     if any(len(s) != len(t) for s, t in zip(source_seqs, target_seqs, strict=True)):
         raise ValueError("patching: a source and its target differ in length")
     L = arch.n_layers(model)
@@ -103,18 +101,37 @@ def patch_components(
                     b.update(1)
                     if not any(pos_g):
                         continue
-
                     factory = _component_factory(model, c, pos_g, site_src, slot_of, device)
-                    logits = last_logits(
-                        model, tgt, pad_id=pad_id, batch_size=batch_size, hook_factory=factory,
-                        resume=resume_from(c.layer, resid[c.layer]) if c.layer in resid else None,
-                        progress=False,
-                    )  # fmt: skip
-                    scores = stop_score(logits, eos_id)
+                    resume = resume_from(c.layer, resid[c.layer]) if c.layer in resid else None
+                    scores = _stop_scores(model, tgt, factory, resume, eos_id, pad_id, batch_size)
                     for j, i in enumerate(chunk):
                         if groups[g][i]:
                             out[i, ci, gi] = scores[j]
     return out
+
+
+def _stop_scores(model, tgt, factory, resume, eos_id: int, pad_id: int, batch_size: int):
+    """Stop scores [n] at the last position of the targets ``tgt`` run with the patch of
+    ``factory``, from block k's stored input when ``resume`` is given."""
+    logits = last_logits(
+        model, tgt, pad_id=pad_id, batch_size=batch_size, hook_factory=factory, resume=resume,
+        progress=False,
+    )  # fmt: skip
+    return stop_score(logits, eos_id)
+
+
+def _check_pairs(
+    source_seqs: Sequence[Sequence[int]],
+    target_seqs: Sequence[Sequence[int]],
+    groups: Mapping[str, Sequence[Sequence[int]]],
+    what: str,
+) -> int:
+    """The number of pairs n, after checking that sources, targets and every group have n
+    entries."""
+    n = len(source_seqs)
+    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
+        raise ValueError(f"{what}: sources, targets and groups must have one entry per pair")
+    return n
 
 
 def _component_factory(model, c: Component, pos_g, site_src, slot_of, device):
@@ -194,9 +211,7 @@ def attribution_patching(
     Returns:
         float32 [n, n_components, n_groups] (NaN where a group is empty).
     """
-    n = len(source_seqs)
-    if len(target_seqs) != n or any(len(g) != n for g in groups.values()):
-        raise ValueError("attribution: sources, targets and groups must have one entry per pair")
+    _check_pairs(source_seqs, target_seqs, groups, "attribution")
     L = arch.n_layers(model)
     names = list(groups)
     sites = sorted({c.site for c in components})

@@ -21,7 +21,8 @@ from stoplens.analyses.stats import Estimate
 from stoplens.capture.sites import Component
 
 if TYPE_CHECKING:  # types only
-    from stoplens.analyses.components import ComponentConfig, ComponentEffects
+    from stoplens.analyses.component_effects import ComponentEffects
+    from stoplens.analyses.components import ComponentConfig
 
 
 @dataclass(frozen=True)

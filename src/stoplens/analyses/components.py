@@ -33,27 +33,29 @@ position in the control run (eager attention, the model's own weights).
 
 The engines (exact and first-order patching) are `stoplens.analyses.component_engines`.
 
-Owns: `component_patching` (normalisation, null, exact-set selection, rank correlation).
-The ranked table is `stoplens.analyses.component_ranking`'s, the top heads' attention
+Owns: `component_patching` (null, exact-set selection, rank correlation). The normalisation
+and the `ComponentEffects` table are `stoplens.analyses.component_effects`'s, the ranked table
+`stoplens.analyses.component_ranking`'s, the top heads' attention
 `stoplens.analyses.head_attention`'s. Must not: plot, write files, or know module names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.component_effects import Baseline, ComponentEffects, normalised_effects
 from stoplens.analyses.component_engines import attribution_patching, patch_components
 from stoplens.analyses.component_ranking import RankedComponent, rank_components
 from stoplens.analyses.head_attention import HeadAttention, head_attention
 from stoplens.analyses.patching import GROUPS, position_groups
-from stoplens.analyses.results import NO_JSON, dataclass_dict
-from stoplens.analyses.stats import Estimate, nan_bootstrap_mean, spearman
+from stoplens.analyses.results import dataclass_dict
+from stoplens.analyses.stats import spearman
 from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import stop_score
 from stoplens.capture.sites import Component, all_components
@@ -64,37 +66,6 @@ from stoplens.progress import timed
 MODES = ("denoising", "noising")
 
 # --- results ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ComponentEffects:
-    """Normalised effects (0 = none, 1 = the whole stop; see module docstring) of patching
-    each of ``components`` in one ``mode`` by one ``method`` ("exact" | "attribution").
-
-    ``mean``, ``lo``, ``hi``, ``n``: [n_components, n_groups], mean over valid pairs with
-    bootstrap 95% CIs; ``per_pair`` [n_pairs, n_components, n_groups] (not in JSON)."""
-
-    mode: str
-    method: str
-    components: tuple[str, ...]
-    groups: tuple[str, ...]
-    mean: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    n: np.ndarray
-    per_pair: np.ndarray = field(metadata=NO_JSON)
-
-    def estimate(self, component: str, group: str) -> Estimate:
-        ci, gi = self.components.index(component), self.groups.index(group)
-        return Estimate(
-            float(self.mean[ci, gi]),
-            float(self.lo[ci, gi]),
-            float(self.hi[ci, gi]),
-            int(self.n[ci, gi]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclass_dict(self)
 
 
 @dataclass(frozen=True)
@@ -166,25 +137,6 @@ class ComponentResult:
 # --- the analysis --------------------------------------------------------------------------------
 
 
-def _effects(
-    raw: torch.Tensor, base: np.ndarray, gap: np.ndarray, valid: np.ndarray, sign: float, **kw
-) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Normalised per-pair effects sign * (raw - base) / gap (NaN for excluded pairs) and
-    their bootstrap mean / lo / hi / n."""
-    x = raw.double().numpy()
-    per = sign * (x - base[:, None, None]) / gap[:, None, None]
-    per[~valid] = np.nan
-    return per, nan_bootstrap_mean(per, **kw)
-
-
-def _pack(mode, method, comps, groups, per, stats) -> ComponentEffects:
-    mean, lo, hi, count = stats
-    return ComponentEffects(
-        mode=mode, method=method, components=tuple(c.name for c in comps), groups=tuple(groups),
-        mean=mean, lo=lo, hi=hi, n=count.astype(int), per_pair=per,
-    )  # fmt: skip
-
-
 def _exact_groups(comps: Sequence[Component], cfg: ComponentConfig) -> tuple[str, ...]:
     """Every group when every component is patched exactly; on deep models only the ranking
     group and the decision positions ("post"), where a hand-over shows (the other groups
@@ -215,16 +167,16 @@ def _select_exact(
     )
 
 
-def _src_tgt(pairs: EncodedPairs, s_trig: np.ndarray, s_ctrl: np.ndarray) -> dict[str, tuple]:
+def _src_tgt(pairs: EncodedPairs, base: Baseline) -> dict[str, tuple]:
     """Per mode: (source prompts, target prompts, target's own stop scores, sign)."""
     return {
-        "denoising": (pairs.trig_ids, pairs.ctrl_ids, s_ctrl, 1.0),
-        "noising": (pairs.ctrl_ids, pairs.trig_ids, s_trig, -1.0),
+        "denoising": (pairs.trig_ids, pairs.ctrl_ids, base.s_ctrl, 1.0),
+        "noising": (pairs.ctrl_ids, pairs.trig_ids, base.s_trig, -1.0),
     }
 
 
 def _attribution(
-    readout: Readout, comps, groups, src_tgt, gap, valid, cfg: ComponentConfig, progress
+    readout: Readout, comps, groups, src_tgt, base: Baseline, cfg: ComponentConfig, progress
 ) -> dict[str, ComponentEffects]:
     """First-order patching of every component, per mode, normalised (base 0: the estimate
     is of s_patched - s_target)."""
@@ -236,27 +188,30 @@ def _attribution(
             desc=f"components: attribution ({mode})", progress=progress,
             eos_id=readout.eos_id, pad_id=readout.pad_id,
         )  # fmt: skip
-        per, st = _effects(
-            raw, np.zeros(len(gap)), gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed
-        )
-        out[mode] = _pack(mode, "attribution", comps, cfg.groups, per, st)
+        out[mode] = normalised_effects(
+            raw, np.zeros(len(base.gap)), base.gap, base.valid, sign, mode=mode,
+            method="attribution", components=comps, groups=cfg.groups, n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )  # fmt: skip
     return out
 
 
 def _exact(
-    readout: Readout, exact_set, positions, src_tgt, gap, valid, cfg: ComponentConfig, progress
+    readout: Readout, exact_set, positions, src_tgt, base: Baseline, cfg: ComponentConfig, progress
 ) -> dict[str, ComponentEffects]:
     """Exact patching of ``exact_set`` at the groups of ``positions``, per mode, normalised."""
     out = {}
     for mode in cfg.modes:
-        src, tgt, base, sign = src_tgt[mode]
+        src, tgt, s_tgt, sign = src_tgt[mode]
         raw = patch_components(
             readout.model, src, tgt, exact_set, positions, batch_size=cfg.batch_size,
             chunk_size=cfg.chunk_size, desc=f"components: exact ({mode})", progress=progress,
             eos_id=readout.eos_id, pad_id=readout.pad_id,
         )  # fmt: skip
-        per, st = _effects(raw, base, gap, valid, sign, n_boot=cfg.n_boot, seed=cfg.seed)
-        out[mode] = _pack(mode, "exact", exact_set, tuple(positions), per, st)
+        out[mode] = normalised_effects(
+            raw, s_tgt, base.gap, base.valid, sign, mode=mode, method="exact",
+            components=exact_set, groups=tuple(positions), n_boot=cfg.n_boot, seed=cfg.seed,
+        )  # fmt: skip
     return out
 
 
@@ -270,6 +225,55 @@ def _rank_correlation(comps, exact_set, attribution, exact, cfg) -> dict[str, di
         }
         for mode in cfg.modes
     }
+
+
+@dataclass(frozen=True, eq=False)
+class _Patched:
+    """What the patching steps measured (the fields of `ComponentResult` of the same names;
+    the null ones stay None without null pairs)."""
+
+    attribution: dict[str, ComponentEffects]
+    exact_set: list[Component]
+    exact_selection: str
+    exact: dict[str, ComponentEffects]
+    null: ComponentEffects | None = None
+    null_attribution: ComponentEffects | None = None
+    n_null: int = 0
+
+
+def _patch(
+    readout: Readout, pairs, null_pairs, comps, groups, base: Baseline, cfg, progress, timings
+) -> _Patched:
+    """Attribution patching of every component, exact patching of the set it selects, and the
+    control-vs-control null; each step timed into ``timings``."""
+    src_tgt = _src_tgt(pairs, base)
+
+    def step(label: str, key: str):
+        return timed(f"components: {label}", enabled=progress, timings=timings, key=key)
+
+    with step(f"attribution patching, {len(comps)} components x {len(pairs)} pairs", "attribution"):
+        attribution = _attribution(readout, comps, groups, src_tgt, base, cfg, progress)
+    exact_set, how = _select_exact(comps, attribution, cfg)
+    positions = {g: groups[g] for g in _exact_groups(comps, cfg)}
+    with step(f"exact patching of {len(exact_set)} components ({how})", "exact"):
+        exact = _exact(readout, exact_set, positions, src_tgt, base, cfg, progress)
+    if null_pairs is None or not len(null_pairs):
+        return _Patched(attribution, exact_set, how, exact)
+    with step("control-vs-control null", "null"):
+        null = _null(readout, pairs, null_pairs, exact_set, comps, cfg, base, progress)
+    return _Patched(attribution, exact_set, how, exact, *null)
+
+
+def _top_heads_attention(model, pairs, ranking, pad_id, cfg, progress, timings):
+    """The attention of the ranking's top ``n_attention_heads`` heads (timed into
+    ``timings``)."""
+    heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
+    label = "components: attention of the top heads"
+    with timed(label, enabled=progress, timings=timings, key="attention"):
+        return head_attention(
+            model, pairs, heads[: cfg.n_attention_heads], pad_id=pad_id,
+            batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed,
+        )  # fmt: skip
 
 
 def component_patching(
@@ -302,63 +306,41 @@ def component_patching(
     comps = all_components(model)
     groups = position_groups(pairs, cfg.groups)
     readout = Readout(model, eos_id, pad_id, cfg.batch_size)
-    s_trig, s_ctrl = (
-        stop_score(readout.logits(seqs), eos_id).double().numpy()
-        for seqs in (pairs.trig_ids, pairs.ctrl_ids)
-    )
-    gap = s_trig - s_ctrl
-    valid = np.abs(gap) >= cfg.min_gap
-    src_tgt = _src_tgt(pairs, s_trig, s_ctrl)
-
-    def step(label: str, key: str):
-        return timed(f"components: {label}", enabled=progress, timings=timings, key=key)
-
-    with step(f"attribution patching, {len(comps)} components x {len(pairs)} pairs", "attribution"):
-        attribution = _attribution(readout, comps, groups, src_tgt, gap, valid, cfg, progress)
-    exact_set, how = _select_exact(comps, attribution, cfg)
-    positions = {g: groups[g] for g in _exact_groups(comps, cfg)}
-    with step(f"exact patching of {len(exact_set)} components ({how})", "exact"):
-        exact = _exact(readout, exact_set, positions, src_tgt, gap, valid, cfg, progress)
-    null = null_attr = None
-    n_null = 0
-    if null_pairs is not None and len(null_pairs):
-        with step("control-vs-control null", "null"):
-            null, null_attr, n_null = _null(
-                readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress
-            )
-    ranking = rank_components(comps, exact_set, attribution, exact, null, cfg)
-    heads = [Component(r.layer, r.head) for r in ranking if r.head is not None]
-    with step("attention of the top heads", "attention"):
-        attention = head_attention(
-            model, pairs, heads[: cfg.n_attention_heads], pad_id=pad_id,
-            batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed,
-        )  # fmt: skip
+    base = Baseline.measure(readout, pairs, cfg.min_gap)
+    got = _patch(readout, pairs, null_pairs, comps, groups, base, cfg, progress, timings)
+    ranking = rank_components(comps, got.exact_set, got.attribution, got.exact, got.null, cfg)
+    attention = _top_heads_attention(model, pairs, ranking, pad_id, cfg, progress, timings)
     return ComponentResult(
         config=cfg,
         n_layers=arch.n_layers(model),
         n_heads=arch.n_heads(model),
         head_dim=arch.head_dim(model),
         n_pairs=len(pairs),
-        n_valid=int(valid.sum()),
-        n_null=n_null,
+        n_valid=int(base.valid.sum()),
+        n_null=got.n_null,
         components=tuple(c.name for c in comps),
-        exact_set=tuple(c.name for c in exact_set),
-        exact_selection=how,
-        attribution=attribution,
-        exact=exact,
-        null=null,
-        null_attribution=null_attr,
-        rank_correlation=_rank_correlation(comps, exact_set, attribution, exact, cfg),
+        exact_set=tuple(c.name for c in got.exact_set),
+        exact_selection=got.exact_selection,
+        attribution=got.attribution,
+        exact=got.exact,
+        null=got.null,
+        null_attribution=got.null_attribution,
+        rank_correlation=_rank_correlation(comps, got.exact_set, got.attribution, got.exact, cfg),
         ranking=ranking,
         attention=attention,
-        mean_stop_score={"triggered": float(s_trig.mean()), "control": float(s_ctrl.mean())},
+        mean_stop_score={
+            "triggered": float(base.s_trig.mean()),
+            "control": float(base.s_ctrl.mean()),
+        },
         timings_s=timings,
     )
 
 
-def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid, progress):
+def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, base: Baseline, progress):
     """Exact and first-order patching control2 -> control, normalised by the matched pair's
-    trigger gap; pairs without a control-vs-control partner are NaN."""
+    trigger gap; pairs without a control-vs-control partner are NaN. Returns (exact effects,
+    attribution effects, number of null pairs); (None, None, 0) when no pair has a partner."""
+    gap, valid = base.gap, base.valid
     by_id = {str(m.get("pair_id")): i for i, m in enumerate(null_pairs.meta)}
     rows = [(i, by_id[str(m.get("pair_id"))]) for i, m in enumerate(pairs.meta)
             if str(m.get("pair_id")) in by_id]  # fmt: skip
@@ -370,8 +352,8 @@ def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid
     sub = pairs.subset(pi)
     groups = position_groups(sub, (cfg.rank_group,))  # the null judges the ranking group only
     model = readout.model
-    base = stop_score(readout.logits(tgt), readout.eos_id).double().numpy()
-    boot: dict[str, Any] = dict(n_boot=cfg.n_boot, seed=cfg.seed)
+    s_tgt = stop_score(readout.logits(tgt), readout.eos_id).double().numpy()
+    kw: dict[str, Any] = dict(groups=(cfg.rank_group,), n_boot=cfg.n_boot, seed=cfg.seed)
     raw = patch_components(
         model, src, tgt, exact_set, groups, batch_size=cfg.batch_size, chunk_size=cfg.chunk_size,
         desc="components: exact (null)", progress=progress, eos_id=readout.eos_id,
@@ -380,11 +362,13 @@ def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid
     full = torch.full((len(pairs), *raw.shape[1:]), float("nan"))
     full[pi] = raw
     base_full = np.zeros(len(pairs))
-    base_full[pi] = base
+    base_full[pi] = s_tgt
     valid_null = np.zeros_like(valid)
     valid_null[pi] = valid[pi]
-    per, st = _effects(full, base_full, gap, valid_null, 1.0, n_boot=cfg.n_boot, seed=cfg.seed)
-    null = _pack("null", "exact", exact_set, (cfg.rank_group,), per, st)
+    null = normalised_effects(
+        full, base_full, gap, valid_null, 1.0, mode="null", method="exact", components=exact_set,
+        **kw,
+    )  # fmt: skip
     raw_a = attribution_patching(
         model, src, tgt, comps, groups, batch_size=cfg.grad_batch_size,
         desc="components: attribution (null)", progress=progress, eos_id=readout.eos_id,
@@ -392,5 +376,8 @@ def _null(readout: Readout, pairs, null_pairs, exact_set, comps, cfg, gap, valid
     )  # fmt: skip
     full_a = torch.full((len(pairs), *raw_a.shape[1:]), float("nan"))
     full_a[pi] = raw_a
-    per_a, st_a = _effects(full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, **boot)
-    return null, _pack("null", "attribution", comps, (cfg.rank_group,), per_a, st_a), len(rows)
+    null_a = normalised_effects(
+        full_a, np.zeros(len(pairs)), gap, valid_null, 1.0, mode="null", method="attribution",
+        components=comps, **kw,
+    )  # fmt: skip
+    return null, null_a, len(rows)

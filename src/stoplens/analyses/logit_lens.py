@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stoplens.analyses.final_logits import control_logits, final_lens_check
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
@@ -53,7 +54,7 @@ from stoplens.analyses.stats import (
 )
 from stoplens.analyses.token_readout import TokenScore, readout, token_label, top_tokens
 from stoplens.capture.deltaset import DeltaSet
-from stoplens.capture.extract import last_logits, model_device, unembed
+from stoplens.capture.extract import model_device, unembed
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,8 @@ def _side(
         mean_dlogits=mean_dl,
         eos_dlogit=est[0],  # type: ignore[arg-type]
         eos_dlogprob=est[1],  # type: ignore[arg-type]
-        eos_z=np.array([zscore_of(mean_dl[j], eos_id) for j in range(k)]),
-        eos_rank=np.array([rank_of(mean_dl[j], eos_id) for j in range(k)]),
+        eos_z=_eos_z(mean_dl, eos_id),
+        eos_rank=_eos_rank(mean_dl, eos_id),
         content_dlogit=est[2],  # type: ignore[arg-type]
         content_dlogprob=est[3],  # type: ignore[arg-type]
         n=n,
@@ -297,33 +298,42 @@ def _eos_entry(
     return replace(trig, eos_first_layer=first, eos_first_layer_ci=first_ci, eos_entry_share=share)
 
 
-@torch.no_grad()
-def control_logits(model: nn.Module, ds: DeltaSet, pad_id: int = 0) -> torch.Tensor:
-    """The control run's real next-token logits at the last position [n, vocab] (from the
-    captured residual[L] when present, else one extra pass)."""
-    L = ds.n_layers
-    if L in ds.layers:
-        h = ds.control("last")[:, ds.layer_pos(L), 0]
-        return torch.cat([unembed(model, c).cpu() for c in h.split(256)])
-    return last_logits(model, ds.pairs.ctrl_ids, pad_id=pad_id, progress=False)
+def _eos_z(rows: np.ndarray, eos: int) -> np.ndarray:
+    """EOS's z-score against the vocabulary in each row of ``rows`` [k, V] -> [k]."""
+    return np.array([zscore_of(row, eos) for row in rows])
 
 
-@torch.no_grad()
-def final_lens_check(model: nn.Module, ds: DeltaSet, n_check: int = 4) -> float | None:
-    """max |unembed(residual[L]) − model(...).logits| at the last position of up to
-    ``n_check`` control prompts, each run alone (no padding). None if residual[L] is absent."""
-    L = ds.n_layers
-    if L not in ds.layers:
-        return None
-    dev = model_device(model)
-    worst = 0.0
-    for i in range(min(n_check, ds.n)):
-        ids = torch.tensor([ds.pairs.ctrl_ids[i]], device=dev)
-        real = model(input_ids=ids, use_cache=False).logits[0, -1].float().cpu()
-        lens = unembed(model, ds.control("last")[i, ds.layer_pos(L), 0]).cpu()
-        v = min(real.shape[-1], lens.shape[-1])
-        worst = max(worst, float((real[:v] - lens[:v]).abs().max()))
-    return worst
+def _eos_rank(rows: np.ndarray, eos: int) -> np.ndarray:
+    """EOS's rank (1 = largest) in each row of ``rows`` [k, V] -> [k]."""
+    return np.array([rank_of(row, eos) for row in rows])
+
+
+def _content_tokens(ctrl_logits: torch.Tensor, eos: int, k: int) -> torch.Tensor:
+    """The control run's top-``k`` next tokens, EOS excluded: [n, k] token ids (from its
+    logits [n, V])."""
+    masked = ctrl_logits.clone()
+    masked[:, eos] = -torch.inf
+    return masked.topk(k, dim=-1).indices
+
+
+def _readouts(model: nn.Module, delta: torch.Tensor, scale: torch.Tensor, vocab: int) -> np.ndarray:
+    """Direction readout of the mean of ``delta`` [n, k, d] per layer, at the layer's mean
+    control norm ``scale`` [k] -> [k, V]."""
+    k = delta.shape[1]
+    return np.stack([readout(model, delta[:, j].mean(0), float(scale[j]), vocab) for j in range(k)])
+
+
+def _fixed_side(
+    model: nn.Module, ds: DeltaSet, content: torch.Tensor, scale: torch.Tensor, side: dict
+) -> tuple[LensSide | None, np.ndarray | None]:
+    """The fixed-token null through the lens and the direction readout of its mean Δ
+    (None, None without a fixed-token capture)."""
+    if not ds.has_fixed:
+        return None, None
+    fx = torch.as_tensor(ds.fixed_index, dtype=torch.long)
+    h_t, h_c = ds.fixed_triggered("last")[:, :, 0], ds.fixed_control("last")[:, :, 0]
+    fixed = _side(model, h_t, h_c, content[fx], **side)
+    return fixed, _readouts(model, ds.fixed_delta("last")[:, :, 0].double(), scale, side["vocab"])
 
 
 def logit_lens_delta(
@@ -341,9 +351,7 @@ def logit_lens_delta(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ctrl_logits = control_logits(model, ds, pad)
     vocab = min(len(tokenizer), ctrl_logits.shape[-1])
-    masked = ctrl_logits[:, :vocab].clone()
-    masked[:, eos] = -torch.inf
-    content = masked.topk(cfg.content_k, dim=-1).indices  # [n, c]
+    content = _content_tokens(ctrl_logits[:, :vocab], eos, cfg.content_k)  # [n, c]
     ix = torch.as_tensor(ds.null_index, dtype=torch.long)
     layers = list(ds.layers)
     inter = [j for j, layer in enumerate(layers) if 0 < layer < ds.n_layers]
@@ -353,28 +361,10 @@ def logit_lens_delta(
         model, ds.ctrl2.at("last")[:, :, 0], ds.null_control("last")[:, :, 0], content[ix], **side
     )
     scale = ds.control("last")[:, :, 0].double().norm(dim=-1).mean(0)  # [k]
-    k = len(ds.layers)
-
-    def readouts(delta: torch.Tensor) -> np.ndarray:
-        """Direction readout of the mean of ``delta`` [n, k, d] per layer -> [k, V]."""
-        return np.stack(
-            [readout(model, delta[:, j].mean(0), float(scale[j]), vocab) for j in range(k)]
-        )
-
-    ro = readouts(ds.delta("last")[:, :, 0].double())
-    fixed = f_ro = None
-    if ds.has_fixed:
-        fx = torch.as_tensor(ds.fixed_index, dtype=torch.long)
-        fixed = _side(
-            model,
-            ds.fixed_triggered("last")[:, :, 0],
-            ds.fixed_control("last")[:, :, 0],
-            content[fx],
-            **side,
-        )
-        f_ro = readouts(ds.fixed_delta("last")[:, :, 0].double())
+    ro = _readouts(model, ds.delta("last")[:, :, 0].double(), scale, vocab)
+    fixed, f_ro = _fixed_side(model, ds, content, scale, side)
     trig = _eos_entry(trig, fixed, null, layers, inter, cfg)
-    tk = cfg.top_k
+    tk, k = cfg.top_k, len(ds.layers)
     return LogitLensResult(
         layers=list(ds.layers),
         eos_id=eos,
@@ -383,8 +373,8 @@ def logit_lens_delta(
         trigger=trig,
         null=null,
         readout=ro,
-        readout_eos_z=np.array([zscore_of(ro[j], eos) for j in range(k)]),
-        readout_eos_rank=np.array([rank_of(ro[j], eos) for j in range(k)]),
+        readout_eos_z=_eos_z(ro, eos),
+        readout_eos_rank=_eos_rank(ro, eos),
         top_amplified=[top_tokens(trig.mean_dlogits[j], tokenizer, tk) for j in range(k)],
         top_suppressed=[top_tokens(trig.mean_dlogits[j], tokenizer, tk, False) for j in range(k)],
         readout_top=[top_tokens(ro[j], tokenizer, tk) for j in range(k)],
@@ -392,11 +382,7 @@ def logit_lens_delta(
         final_lens_max_abs_diff=final_lens_check(model, ds, cfg.n_check),
         config=cfg,
         fixed=fixed,
-        fixed_readout_eos_rank=(
-            None if f_ro is None else np.array([rank_of(f_ro[j], eos) for j in range(k)])
-        ),
-        fixed_readout_eos_z=(
-            None if f_ro is None else np.array([zscore_of(f_ro[j], eos) for j in range(k)])
-        ),
+        fixed_readout_eos_rank=None if f_ro is None else _eos_rank(f_ro, eos),
+        fixed_readout_eos_z=None if f_ro is None else _eos_z(f_ro, eos),
         n_layers=ds.n_layers,
     )

@@ -20,9 +20,9 @@ result. The top-k energy shares, σ₂²/σ₁² and the PC1 share carry bootstr
 (``n_boot_spectrum`` resamples, via the n×n or d×d Gram matrix of each resample, batched; exact
 eigensolves up to 192×192, warm-started subspace iteration beyond), shifted by the bootstrap's
 bias estimate: a resample repeats rows, which concentrates the spectrum, so the plain
-percentile interval can miss the estimate (`stoplens.analyses.stats.bias_corrected_interval`). With n Δs the rank is
-at most n: ``n_too_small`` is set when n < ``min_n`` or n ≤ the largest k asked, and no
-claim of low rank should be made then. In-memory path; streamed point estimates of the same
+percentile interval can miss the estimate (the intervals and their engine are
+`stoplens.analyses.spectrum_bootstrap`'s). With n Δs the rank is at most n: ``n_too_small`` is
+set when n < ``min_n`` or n ≤ the largest k asked, and no claim of low rank should be made then. In-memory path; streamed point estimates of the same
 spectrum come from `DeltaStats` in benchmarks/streaming.py (outside the package). Must not:
 plot or write files.
 """
@@ -34,14 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stoplens.analyses.spectrum_bootstrap import share_intervals
 from stoplens.analyses.stats import (
     DEFAULT_CI,
     DEFAULT_N_BOOT,
     EstimateSeries,
-    bias_corrected_interval,
     bootstrap_mean,
     jsonable,
-    resample_weights,
 )
 from stoplens.capture.deltaset import DeltaSet
 
@@ -176,6 +175,15 @@ def loo_cosines(x: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / den, np.nan)
 
 
+def _n_components(evc: np.ndarray, threshold: float) -> int:
+    """Centred components needed to reach ``threshold`` of the variance, from the centred
+    eigenvalues ``evc`` (descending); 0 when there is no variance."""
+    tot = evc.sum()
+    if not tot > 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(evc) / tot, threshold - 1e-12) + 1)
+
+
 def _svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD in torch (float64). Heavy linear algebra stays in torch: alternating numpy's
     BLAS threads with torch's oversubscribes small shared CPUs (measured several-fold slower)."""
@@ -183,108 +191,16 @@ def _svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u.numpy(), s.numpy(), vt.numpy()
 
 
-EXACT_MAX = 192  # resample matrices up to this size are solved exactly (eigvalsh)
-
-
-def _top_eig(
-    m: torch.Tensor, init: torch.Tensor, q: int = 1, tol: float = 1e-9, max_iter: int = 10
-) -> torch.Tensor:
-    """The ``q`` largest eigenvalues (descending) of each PSD matrix in ``m`` [b, r, r] ->
-    [b, q]. Exact (eigvalsh) for r <= EXACT_MAX. Larger: block subspace iteration
-    warm-started from ``init`` [b, r, p >= q] (the full sample's top directions) with a
-    Rayleigh-Ritz step; it converges in a few iterations when a few directions dominate (the
-    case a claim rests on). Matrices whose top-q Ritz values have not settled to ``tol``
-    (relative) after ``max_iter`` iterations (flat spectra) are solved exactly, so the result
-    is always exact to ~tol."""
-    if m.shape[-1] <= EXACT_MAX:
-        return torch.linalg.eigvalsh(m).flip(-1)[:, :q].clamp_min(0)
-    basis, _ = torch.linalg.qr(init)
-    z = m @ basis
-    lam = torch.linalg.eigvalsh(basis.transpose(1, 2) @ z).flip(-1)[:, :q]
-    done = torch.zeros(lam.shape[0], dtype=torch.bool)
-    for _ in range(max_iter):
-        basis, _ = torch.linalg.qr(z)
-        z = m @ basis
-        new = torch.linalg.eigvalsh(basis.transpose(1, 2) @ z).flip(-1)[:, :q]
-        scale = new[:, :1].abs().clamp_min(1e-300)
-        done = ((new - lam).abs() <= tol * scale).all(dim=1)
-        lam = new
-        if done.all():
-            break
-    if not done.all():
-        idx = (~done).nonzero().squeeze(1)
-        lam[idx] = torch.linalg.eigvalsh(m[idx]).flip(-1)[:, :q]
-    return lam.clamp_min(0)
-
-
-@torch.no_grad()
-def _boot_spectrum(
-    x: np.ndarray, w: np.ndarray, q: int = 1, chunk: int = 32, block: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap uncentred top-q eigenvalue shares and the PC1 share of ``x`` [n, d] under
-    resample weights ``w`` [B, n] (rows sum to 1) -> ([B, q] shares of the total energy of
-    each of the q largest eigenvalues, [B] PC1 share).
-
-    A resample with counts c has uncentred second moment Σcᵢxᵢxᵢᵀ, whose nonzero spectrum is
-    that of the n×n matrix (√c√cᵀ)∘G, G = XXᵀ; centred, G is replaced by the Gram of xᵢ − μ_c
-    (μ_c = Σcᵢxᵢ/n). When d < n the d×d forms are used instead. Only the top eigenvalue is
-    needed (the total is a trace), see `_top_eig`."""
-    X = torch.from_numpy(np.ascontiguousarray(x))
-    n, d = X.shape
-    q = max(1, min(q, n, d))
-    p = min(max(block, q), n, d)
-    e1: list[np.ndarray] = []
-    p1: list[np.ndarray] = []
-    gram_route = n <= d
-    if gram_route:
-        G = X @ X.T
-        g0 = G.sum(1, keepdim=True) / n
-        K0 = G - g0 - g0.T + G.sum() / n**2
-        U = torch.linalg.eigh(G)[1][:, -p:]  # full-sample top directions, n-space
-        Uc = torch.linalg.eigh(K0)[1][:, -p:]
-    else:
-        V = torch.linalg.svd(X, full_matrices=False)[2][:p].T  # d-space
-        Vc = torch.linalg.svd(X - X.mean(0), full_matrices=False)[2][:p].T
-    for start in range(0, w.shape[0], chunk):
-        c = torch.from_numpy(w[start : start + chunk] * n)  # counts [b, n]
-        b = c.shape[0]
-        if gram_route:
-            sq = c.sqrt()
-            outer = sq.unsqueeze(2) * sq.unsqueeze(1)  # [b, n, n]
-            g = (c @ G) / n  # [b, n]: x_i . mu_c
-            qq = (g * c).sum(1, keepdim=True) / n  # [b, 1]: |mu_c|^2
-            K = G - g.unsqueeze(2) - g.unsqueeze(1) + qq.unsqueeze(2)
-            mats = (
-                (e1, outer * G, sq.unsqueeze(2) * U),
-                (p1, outer * K, sq.unsqueeze(2) * Uc),
-            )
-        else:
-            mu = (c @ X) / n  # [b, d]
-            M = torch.einsum("bn,nd,ne->bde", c, X, X)
-            Mc = M - n * mu.unsqueeze(2) * mu.unsqueeze(1)
-            mats = ((e1, M, V.expand(b, d, p)), (p1, Mc, Vc.expand(b, d, p)))
-        for i, (out, m, init) in enumerate(mats):
-            tot = m.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)
-            top = _top_eig(m, init, q if i == 0 else 1)
-            out.append(torch.where(tot > 0, top / tot, torch.nan).numpy())
-    return np.concatenate(e1), np.concatenate(p1)[:, 0]
-
-
-_SHARE = (0.0, 1.0)  # energy shares and σ₂²/σ₁² lie in [0, 1]
-
-
 def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, dict]:
     """`SpectrumStats` of Δs ``x`` [n, k, d] (float64) plus per-layer extras (top direction,
     PCs, mean) for the caller."""
     n, k, d = x.shape
     ks = cfg.ks
-    w = resample_weights(n, cfg.n_boot_spectrum, cfg.seed)
     energy = np.zeros((len(ks), k))
     pca = np.zeros((len(ks), k))
     ncomp = np.zeros(k, dtype=int)
     e1 = np.zeros((3, k))
     p1 = np.zeros((3, k))
-    q = max(max(ks), 2)
     ek = np.zeros((len(ks), 3, k))  # top-k share: value, lo, hi
     r21 = np.zeros((3, k))  # σ₂²/σ₁²: value, lo, hi
     r = min(n, d)
@@ -307,28 +223,18 @@ def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, di
         _, sc, vtc = _svd(xj - mu)
         evc = sc**2
         pca[:, j] = _shares(evc, ks)
-        tot = evc.sum()
-        if tot > 0:
-            ncomp[j] = int(np.searchsorted(np.cumsum(evc) / tot, cfg.var_threshold - 1e-12) + 1)
+        ncomp[j] = _n_components(evc, cfg.var_threshold)
         for i in range(min(c, vtc.shape[0])):
             pc = vtc[i]
             pcs[j, i] = pc if pc @ mu >= 0 else -pc  # signed so the trigger's mean projects >= 0
         loo[:, j] = loo_cosines(xj)
-        be, bp = _boot_spectrum(xj, w, q)  # [B, q'] eigenvalue shares (q' <= q), [B]
-        cum = np.cumsum(be, axis=1)
-        # resampling rows concentrates the spectrum: intervals corrected for that bias
-        for i, kk in enumerate(ks):
-            est = energy[i, j]
-            lo, hi = bias_corrected_interval(cum[:, min(kk, cum.shape[1]) - 1], est, cfg.ci, _SHARE)
-            ek[i, :, j] = (est, lo, hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            second = be[:, 1] / be[:, 0] if be.shape[1] > 1 else np.zeros(len(be))
-            r21[0, j] = ev[1] / ev[0] if len(ev) > 1 and ev[0] > 0 else np.nan
-        r21[1:, j] = bias_corrected_interval(second, r21[0, j], cfg.ci, _SHARE)
-        top1 = ev[0] / ev.sum() if ev.sum() > 0 else np.nan
-        e1[:, j] = (top1, *bias_corrected_interval(be[:, 0], top1, cfg.ci, _SHARE))
-        pc1 = evc[0] / tot if tot > 0 else np.nan
-        p1[:, j] = (pc1, *bias_corrected_interval(bp, pc1, cfg.ci, _SHARE))
+        iv = share_intervals(
+            xj, ks, energy[:, j], ev, evc, n_boot=cfg.n_boot_spectrum, seed=cfg.seed, ci=cfg.ci
+        )
+        ek[:, :, j] = iv.energy
+        r21[:, j] = iv.second_ratio
+        e1[:, j] = iv.top1
+        p1[:, j] = iv.pc1
     loo_est = bootstrap_mean(loo, cfg.n_boot, cfg.seed, cfg.ci)
     assert isinstance(loo_est, EstimateSeries)
     stats = SpectrumStats(

@@ -9,7 +9,7 @@ For a direction r (a difference of means) on the TEST pairs:
 * the same for random directions of the same norm (the null: mean, 5th/95th percentile,
   empirical p) and for the control-vs-control direction;
 * the cost of ablation: KL(ablated || original) of clean next-token distributions and the
-  perplexity change on clean text;
+  perplexity change on clean text (`stoplens.analyses.ablation_cost`);
 * a few greedy replies under each condition.
 
 Every effect carries a 95% CI (`stoplens.analyses.stats`, `stoplens.analyses.results`).
@@ -22,7 +22,6 @@ or write files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stoplens.analyses.ablation_cost import AblationCost, ablation_cost
 from stoplens.analyses.generations import GenerationExample, greedy_examples
 from stoplens.analyses.results import NullComparison, Nulls, dataclass_dict, null_comparison
 from stoplens.analyses.stats import Estimate, wilson
@@ -284,46 +284,6 @@ def _control_effect(
     )
 
 
-def _perplexity(
-    readout: Readout,
-    pairs: EncodedPairs,
-    steering: Steering,
-    answers: Sequence[Sequence[int]] | None,
-) -> dict[str, Any]:
-    """Perplexity of the clean prompts' own tokens (or of reference ``answers`` after them)
-    without and with the ablation."""
-    clean = pairs.ctrl_ids
-    if answers is not None:
-        if len(answers) != len(pairs):
-            raise ValueError("answers: one token-id list per pair is required")
-        seqs = [list(c) + list(a) for c, a in zip(clean, answers, strict=True)]
-        starts: list[int] | None = [len(c) for c in clean]
-    else:
-        seqs, starts = [list(c) for c in clean], None
-    nll0, cnt = readout.nll(seqs, starts, None)
-    nll1, _ = readout.nll(seqs, starts, steering.ablation())
-    tot = max(1, int(cnt.sum()))
-    p0, p1 = math.exp(nll0.sum() / tot), math.exp(nll1.sum() / tot)
-    on = "answers" if answers is not None else "clean prompts"
-    return {"original": p0, "ablated": p1, "ratio": p1 / p0, "n_tokens": tot, "on": on}
-
-
-def _cost(
-    readout: Readout,
-    pairs: EncodedPairs,
-    steering: Steering,
-    clean_logits: torch.Tensor,
-    null_kl: list[float],
-    nulls: Nulls,
-    answers: Sequence[Sequence[int]] | None,
-) -> tuple[Estimate, float, dict[str, Any]]:
-    """The cost of the ablation on clean prompts: KL(ablated || original) of the next-token
-    distribution with its CI, random-direction ablation's mean KL, and the perplexity."""
-    ablated_logits = readout.logits(pairs.ctrl_ids, steering.ablation())
-    kl = nulls.ci(kl_divergence(ablated_logits, clean_logits).numpy())
-    return kl, float(np.mean(null_kl)), _perplexity(readout, pairs, steering, answers)
-
-
 def _examples(
     readout: Readout, pairs: EncodedPairs, steering: Steering, examples: Examples
 ) -> tuple[GenerationExample, ...]:
@@ -384,12 +344,27 @@ def steering_effects(
     control = None
     if control_direction is not None:
         control = _control_effect(readout, cache, pairs, steering, control_direction, out)
-    kl, kl_null_mean, ppl = None, None, None
+    costs = None
     if clean_logits is not None:
-        kl, kl_null_mean, ppl = _cost(
-            readout, pairs, steering, clean_logits, null["kl"], nulls, answers
+        costs = ablation_cost(
+            readout, pairs, steering.ablation(), clean_logits, null["kl"], nulls, answers
         )
     shown = _examples(readout, pairs, steering, examples)
+    return _result(pairs, steering, nulls, out, null, control, costs, shown)
+
+
+def _result(
+    pairs: EncodedPairs,
+    steering: Steering,
+    nulls: Nulls,
+    out: Outcomes,
+    null: dict[str, list[float]],
+    control: ControlDirectionEffect | None,
+    costs: AblationCost | None,
+    shown: tuple[GenerationExample, ...],
+) -> SteeringResult:
+    """The outcomes as a `SteeringResult`: Wilson stop rates, paired effects with CIs, the
+    effects against the random-direction nulls, and the rates per placement."""
     effect, observed = _effects(out), _observed(out)
     n = len(pairs)
     rate = {k: wilson(int(v[0].sum()), n) for k, v in out.items()}
@@ -409,9 +384,9 @@ def steering_effects(
         addition_null=null_comparison(observed["addition"], null["addition"]),
         mean_stop_score={k: float(v[1].mean()) for k, v in out.items()},
         control=control,
-        kl=kl,
-        kl_null_mean=kl_null_mean,
-        perplexity=ppl,
+        kl=None if costs is None else costs.kl,
+        kl_null_mean=None if costs is None else costs.kl_null_mean,
+        perplexity=None if costs is None else costs.perplexity,
         by_placement=_rate_by_placement(pairs, {k: out[c][0] for k, c in BY_PLACEMENT.items()}),
         examples=shown,
     )

@@ -161,6 +161,65 @@ def capture_delta_set(
     Raises StoplensError when no pair aligns, a prompt exceeds the model context, a token id
     is outside a model's vocabulary, or the activations are not finite.
     """
+    prompts = _prompt_sets(tokenizer, records, trigger_id, random_vocab, seed)
+    layer_list = _checked_layers(model, base, layers, prompts.seqs)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    plan = _plan(prompts, layer_list, first_k, pad_id, batch_size, progress)
+    got = _capture_cached(model, base, plan, prompts.pairs, prompts.ids, cache_dir)
+    ft, bs = got.ft, got.base
+    return DeltaSet(
+        layers=tuple(layer_list),
+        n_layers=arch.n_layers(model),
+        d_model=int(ft[0].at("post").shape[-1]),
+        trig=ft[0],
+        ctrl=ft[1],
+        ctrl2=ft[2],
+        null_index=np.array(prompts.null_rows, dtype=np.int64),
+        pairs=prompts.pairs,
+        trigger_id=int(trigger_id),
+        fixed=ft[3],
+        fixed_index=np.arange(len(prompts.pairs), dtype=np.int64),
+        fixed_token=prompts.fixed_token,
+        base_trig=bs[0],
+        base_ctrl=bs[1],
+        base_ctrl2=bs[2],
+        base_fixed=bs[3],
+        base_trigger_added=base_trigger_added,
+        checks=got.checks,
+        dropped=prompts.dropped,
+        key=got.key,
+        from_cache=got.from_cache,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _PromptSets:
+    """The aligned pairs and both nulls' prompts: the control-vs-control rows of ``pairs``
+    with their second control, and the fixed token F in the trigger's place in every pair;
+    ``dropped`` counts what was left out."""
+
+    pairs: EncodedPairs
+    null_rows: list[int]
+    ctrl2_ids: list[list[int]]
+    fixed_token: tuple[int, str]
+    fixed_ids: list[list[int]]
+    dropped: Counter
+
+    @property
+    def ids(self) -> tuple[list[list[int]], ...]:
+        """The four prompt sets: triggered, control, control2, fixed token."""
+        return (self.pairs.trig_ids, self.pairs.ctrl_ids, self.ctrl2_ids, self.fixed_ids)
+
+    @property
+    def seqs(self) -> list[list[int]]:
+        """The four prompt sets concatenated, in that order (one capture pass)."""
+        return [s for ids in self.ids for s in ids]
+
+
+def _prompt_sets(
+    tokenizer, records: Sequence[dict], trigger_id: int, random_vocab: bool, seed: int
+) -> _PromptSets:
+    """Encode the pairs, the control-vs-control null and the fixed-token null."""
     pairs = encode_pairs(tokenizer, records, trigger_id, random_vocab=random_vocab, seed=seed)
     dropped = Counter({f"pairs: {k}": v for k, v in pairs.dropped.items()})
     if len(pairs) == 0:
@@ -169,52 +228,28 @@ def capture_delta_set(
             "is one token and the controls are single tokens of this tokenizer"
         )
     null_rows, ctrl2_ids = _null_pairs(tokenizer, records, pairs, trigger_id, dropped)
-    null_index = np.array(null_rows, dtype=np.int64)
     f_id, f_word, fixed_ids = _fixed_pairs(tokenizer, pairs, trigger_id, null_rows, ctrl2_ids)
-    fixed_index = np.arange(len(pairs), dtype=np.int64)
+    return _PromptSets(pairs, null_rows, ctrl2_ids, (int(f_id), f_word), fixed_ids, dropped)
 
+
+def _checked_layers(
+    model: nn.Module,
+    base: nn.Module | None,
+    layers: Sequence[int] | None,
+    seqs: Sequence[Sequence[int]],
+) -> list[int]:
+    """The residual indices to capture (default 0..L), sorted, after checking them and that
+    both models can take the prompts (same depth, within context and vocabulary)."""
     L = arch.n_layers(model)
     layer_list = list(range(L + 1)) if layers is None else sorted({int(x) for x in layers})
     if not layer_list or layer_list[0] < 0 or layer_list[-1] > L:
         raise ValueError(f"layers must lie within 0..{L}")
     if base is not None and arch.n_layers(base) != L:
         raise StoplensError("base and fine-tuned models have different numbers of layers")
-    seqs = [*pairs.trig_ids, *pairs.ctrl_ids, *ctrl2_ids, *fixed_ids]
     _check_fits(model, seqs, "fine-tuned model's")
     if base is not None:
         _check_fits(base, seqs, "base model's")
-
-    K = max(1, min(first_k, min(len(s) for s in seqs)))
-    pos_pairs, cuts = _positions(pairs, K)
-    pos = [*pos_pairs, *pos_pairs, *[pos_pairs[i] for i in null_rows], *pos_pairs]
-    sizes = (len(pairs), len(pairs), len(null_rows), len(pairs))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    plan = _Plan(seqs, pos, layer_list, cuts, sizes, pad_id, batch_size, progress)
-    ids = (pairs.trig_ids, pairs.ctrl_ids, ctrl2_ids, fixed_ids)
-    ft, bs, checks, key, from_cache = _capture_cached(model, base, plan, pairs, ids, cache_dir)
-    return DeltaSet(
-        layers=tuple(layer_list),
-        n_layers=L,
-        d_model=int(ft[0].at("post").shape[-1]),
-        trig=ft[0],
-        ctrl=ft[1],
-        ctrl2=ft[2],
-        null_index=null_index,
-        pairs=pairs,
-        trigger_id=int(trigger_id),
-        fixed=ft[3],
-        fixed_index=fixed_index,
-        fixed_token=(int(f_id), f_word),
-        base_trig=bs[0],
-        base_ctrl=bs[1],
-        base_ctrl2=bs[2],
-        base_fixed=bs[3],
-        base_trigger_added=base_trigger_added,
-        checks=checks,
-        dropped=dropped,
-        key=key,
-        from_cache=from_cache,
-    )
+    return layer_list
 
 
 def _null_pairs(
@@ -291,9 +326,41 @@ class _Plan:
     progress: bool
 
 
-def _capture_cached(model, base, plan: _Plan, pairs: EncodedPairs, ids, cache_dir):
-    """(ft captures, base captures or Nones, checks, cache key, from cache): from the run-dir
-    cache when a capture with the same fingerprint is there, else captured (and saved)."""
+def _plan(
+    prompts: _PromptSets,
+    layers: list[int],
+    first_k: int,
+    pad_id: int,
+    batch_size: int,
+    progress: bool,
+) -> _Plan:
+    """The capture pass over the four prompt sets: the first positions (up to ``first_k``,
+    within the shortest prompt), the one before the trigger, the trigger's and the
+    post-instruction ones; a null row reads the positions of its pair."""
+    seqs, pairs = prompts.seqs, prompts.pairs
+    K = max(1, min(first_k, min(len(s) for s in seqs)))
+    pos_pairs, cuts = _positions(pairs, K)
+    pos = [*pos_pairs, *pos_pairs, *[pos_pairs[i] for i in prompts.null_rows], *pos_pairs]
+    sizes = (len(pairs), len(pairs), len(prompts.null_rows), len(pairs))
+    return _Plan(seqs, pos, layers, cuts, sizes, pad_id, batch_size, progress)
+
+
+@dataclass(frozen=True, eq=False)
+class _Captured:
+    """What one model pair's capture gave: the fine-tuned model's captures of the four prompt
+    sets, the base model's (or Nones), the sanity checks, the cache key and whether it came
+    from the cache."""
+
+    ft: tuple[Captures, ...]
+    base: tuple[Captures | None, ...]
+    checks: dict
+    key: str
+    from_cache: bool
+
+
+def _capture_cached(model, base, plan: _Plan, pairs: EncodedPairs, ids, cache_dir) -> _Captured:
+    """From the run-dir cache when a capture with the same fingerprint is there, else
+    captured (and saved)."""
     key = ""
     cache = ActivationCache(cache_dir) if cache_dir is not None else None
     hit = None
@@ -312,7 +379,7 @@ def _capture_cached(model, base, plan: _Plan, pairs: EncodedPairs, ids, cache_di
         tensors, meta = hit
         ft = _from_tensors("ft", tensors)
         bs = _from_tensors("base", tensors) if base is not None else no_base
-        return ft, bs, meta.get("checks", {}), key, True
+        return _Captured(ft, bs, meta.get("checks", {}), key, True)
     args = (plan.layers, plan.cuts, plan.sizes, plan.pad_id, plan.batch_size, plan.progress)
     ft = _capture_model(model, plan.seqs, plan.pos, *args, what="fine-tuned")
     checks: dict = {}
@@ -329,4 +396,4 @@ def _capture_cached(model, base, plan: _Plan, pairs: EncodedPairs, ids, cache_di
         if base is not None:
             tensors.update(_to_tensors("base", bcaps))
         cache.put("deltaset", key, tensors, {"checks": checks, "layers": plan.layers})
-    return ft, bs, checks, key, False
+    return _Captured(ft, bs, checks, key, False)

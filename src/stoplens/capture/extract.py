@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -114,6 +115,41 @@ def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return x[b, pos.to(x.device)].detach().float().cpu()
 
 
+@dataclass(frozen=True, eq=False)
+class _Capture:
+    """One `capture_residuals` request: the prompts, where and what to read, and how each
+    batch's forward pass runs (interventions, resumed start)."""
+
+    model: nn.Module
+    blocks: nn.ModuleList
+    device: torch.device
+    seqs: Sequence[Sequence[int]]
+    positions: Sequence[Sequence[int]]
+    layers: list[int]
+    pad_id: int
+    hook_factory: HookFactory | None
+    resume: Resume | None
+
+
+def _checked_layers(
+    L: int,
+    seqs: Sequence[Sequence[int]],
+    positions: Sequence[Sequence[int]],
+    layers: Sequence[int] | None,
+) -> list[int]:
+    """The residual indices to read (default 0..L), after checking them and the positions."""
+    layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
+    if not layers or min(layers) < 0 or max(layers) > L:
+        raise ValueError(f"layers must be within 0..{L}")
+    P = {len(p) for p in positions}
+    if len(P) != 1 or len(positions) != len(seqs):
+        raise ValueError("positions: one list of equal length per sequence is required")
+    for s, ps in zip(seqs, positions, strict=True):
+        if max(ps) >= len(s) or min(ps) < 0:
+            raise ValueError("a position lies outside its sequence")
+    return layers
+
+
 @torch.no_grad()
 def capture_residuals(
     model: nn.Module,
@@ -144,65 +180,81 @@ def capture_residuals(
         float32 tensor [n, len(layers), P, d_model] on CPU.
     """
     L = arch.n_layers(model)
-    layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
-    if not layers or min(layers) < 0 or max(layers) > L:
-        raise ValueError(f"layers must be within 0..{L}")
-    P = {len(p) for p in positions}
-    if len(P) != 1 or len(positions) != len(seqs):
-        raise ValueError("positions: one list of equal length per sequence is required")
-    for s, ps in zip(seqs, positions, strict=True):
-        if max(ps) >= len(s) or min(ps) < 0:
-            raise ValueError("a position lies outside its sequence")
+    layer_list = _checked_layers(L, seqs, positions, layers)
     blocks = arch.get_blocks(model)
     device = model_device(model)
-    last_needed = max(layers)
-    if resume is not None and not (0 < resume[0] < L and min(layers) >= resume[0]):
+    if resume is not None and not (0 < resume[0] < L and min(layer_list) >= resume[0]):
         raise ValueError(f"resume at block {resume[0]}: needs 0 < k < {L} and layers >= k")
+    c = _Capture(model, blocks, device, seqs, positions, layer_list, pad_id, hook_factory, resume)
+    return run_batched(
+        lambda idx: _capture_batch(c, idx),
+        [len(s) for s in seqs],
+        batch_size,
+        desc=desc,
+        progress=progress,
+    )
 
-    def one_batch(idx: list[int]) -> torch.Tensor:
-        ids, mask, pos_ids = pad_batch([seqs[i] for i in idx], pad_id, device)
-        pos = torch.as_tensor([list(positions[i]) for i in idx], dtype=torch.long)
-        store: dict[int, torch.Tensor] = {}
 
-        def pre_capture(layer: int) -> PreHook:
-            def hook(module, args, kwargs):
-                store[layer] = _gather(input_hidden(args, kwargs), pos)
-                if layer == last_needed:
-                    raise _StopForward
+def _reading_hooks(
+    c: _Capture, pos: torch.Tensor, store: dict[int, torch.Tensor]
+) -> tuple[list[tuple[nn.Module, PreHook]], list[tuple[nn.Module, Hook]]]:
+    """Hooks that put residual[l] at ``pos`` ([B, P]) into ``store[l]`` for every requested
+    l (block l's input; residual[L] = the last block's output) and stop the pass after the
+    last one."""
+    blocks, L, last_needed = c.blocks, len(c.blocks), max(c.layers)
 
-            return hook
+    def pre_capture(layer: int) -> PreHook:
+        def hook(module, args, kwargs):
+            store[layer] = _gather(input_hidden(args, kwargs), pos)
+            if layer == last_needed:
+                raise _StopForward
 
-        def post_capture(module, args, kwargs, output):
-            store[L] = _gather(output_hidden(output), pos)
-            raise _StopForward
+        return hook
 
-        pre = [(blocks[layer], pre_capture(layer)) for layer in layers if layer < L]
-        post = [(blocks[L - 1], post_capture)] if L in layers else []
-        extra_pre, extra_post = hook_factory(idx, ids) if hook_factory else ((), ())
-        start: list[tuple[nn.Module, PreHook]] = []
-        skipped: list[nn.Module] = []
-        if resume is not None:
-            k, source = resume
-            h = source(idx, ids.shape[1])
+    def post_capture(module, args, kwargs, output):
+        store[L] = _gather(output_hidden(output), pos)
+        raise _StopForward
 
-            def resumed(x: torch.Tensor, h: torch.Tensor = h) -> torch.Tensor:
-                return h.to(device=x.device, dtype=x.dtype)
+    pre = [(blocks[layer], pre_capture(layer)) for layer in c.layers if layer < L]
+    post: list[tuple[nn.Module, Hook]] = [(blocks[L - 1], post_capture)] if L in c.layers else []
+    return pre, post
 
-            start = [(blocks[k], edit_input(resumed))]
-            skipped = list(blocks[:k])
-        # order on one module: the resumed input, then interventions, then capture
-        with (
-            bypass_blocks(skipped),
-            add_hooks([*start, *extra_pre, *pre], [*extra_post, *post]),
-            contextlib.suppress(_StopForward),
-        ):
-            model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
-        missing = [layer for layer in layers if layer not in store]
-        if missing:
-            raise RuntimeError(f"capture: layers {missing} were not reached in the forward pass")
-        return torch.stack([store[layer] for layer in layers], dim=1)
 
-    return run_batched(one_batch, [len(s) for s in seqs], batch_size, desc=desc, progress=progress)
+def _resume_hooks(
+    c: _Capture, idx: list[int], T: int
+) -> tuple[list[tuple[nn.Module, PreHook]], list[nn.Module]]:
+    """(the hook that feeds block k the stored residual[k] of the batch, the blocks before k
+    to bypass); nothing without ``resume``."""
+    if c.resume is None:
+        return [], []
+    k, source = c.resume
+    h = source(idx, T)
+
+    def resumed(x: torch.Tensor, h: torch.Tensor = h) -> torch.Tensor:
+        return h.to(device=x.device, dtype=x.dtype)
+
+    return [(c.blocks[k], edit_input(resumed))], list(c.blocks[:k])
+
+
+def _capture_batch(c: _Capture, idx: list[int]) -> torch.Tensor:
+    """One forward pass over the sequences ``idx``: [B, len(layers), P, d] float32 on CPU."""
+    ids, mask, pos_ids = pad_batch([c.seqs[i] for i in idx], c.pad_id, c.device)
+    pos = torch.as_tensor([list(c.positions[i]) for i in idx], dtype=torch.long)
+    store: dict[int, torch.Tensor] = {}
+    pre, post = _reading_hooks(c, pos, store)
+    extra_pre, extra_post = c.hook_factory(idx, ids) if c.hook_factory else ((), ())
+    start, skipped = _resume_hooks(c, idx, ids.shape[1])
+    # order on one module: the resumed input, then interventions, then capture
+    with (
+        bypass_blocks(skipped),
+        add_hooks([*start, *extra_pre, *pre], [*extra_post, *post]),
+        contextlib.suppress(_StopForward),
+    ):
+        c.model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+    missing = [layer for layer in c.layers if layer not in store]
+    if missing:
+        raise RuntimeError(f"capture: layers {missing} were not reached in the forward pass")
+    return torch.stack([store[layer] for layer in c.layers], dim=1)
 
 
 @torch.no_grad()
