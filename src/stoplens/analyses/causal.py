@@ -43,15 +43,7 @@ from stoplens.analyses.directions import (
     mean_diff_directions,
     select_direction,
 )
-from stoplens.analyses.evidence import (
-    Evidence,
-    base_evidence,
-    cost_evidence,
-    heldout_evidence,
-    necessary_evidence,
-    selection_details,
-    sufficient_evidence,
-)
+from stoplens.analyses.evidence import Evidence, causal_evidence, selection_details
 from stoplens.analyses.generalization import (
     PlacementGeneralization,
     heldout_splits,
@@ -339,7 +331,7 @@ def run_causal(
         n_pairs=dict(train=len(train), val=len(val), test=len(test), patching=len(patch_pairs)),
         directions=dirs, control_directions=ctrl_dirs, selection=sel, effects=effects,
         generalization=gens, base=base_res,
-        **_evidence(effects, gens, base_res, cfg, selection_details(sel, candidates, guided)),
+        **causal_evidence(effects, gens, base_res, cfg, selection_details(sel, candidates, guided)),
     )  # fmt: skip
 
 
@@ -381,15 +373,3 @@ def _heldout(readout, data, sel, cfg, cache, criteria, step) -> tuple[PlacementG
         return tuple(
             _generalization(readout, data, split, sel, cfg, cache, criteria) for split in splits
         )
-
-
-def _evidence(effects, gens, base_res, cfg: CausalConfig, details) -> dict[str, Evidence | None]:
-    """`CausalResult`'s evidence fields from the measured effects."""
-    return dict(
-        necessary=necessary_evidence(effects, cfg, details),
-        sufficient=sufficient_evidence(effects, cfg, details),
-        general_necessary=heldout_evidence(gens, "ablation", cfg),
-        general_sufficient=heldout_evidence(gens, "addition", cfg),
-        base_control=None if base_res is None else base_evidence(base_res, cfg),
-        cost=cost_evidence(effects, cfg, details),
-    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate
@@ -207,4 +207,33 @@ def cost_evidence(
         control=None,
         thresholds={"max_kl": cfg.max_kl},
         details={"perplexity": effects.perplexity, **details},
+    )
+
+
+class CausalEvidence(TypedDict):
+    """`CausalResult`'s evidence fields."""
+
+    necessary: Evidence
+    sufficient: Evidence
+    general_necessary: Evidence | None
+    general_sufficient: Evidence | None
+    base_control: Evidence | None
+    cost: Evidence | None
+
+
+def causal_evidence(
+    effects: SteeringResult,
+    gens: Sequence[PlacementGeneralization],
+    base_res: BaseControlResult | None,
+    cfg: CausalConfig,
+    details: dict[str, Any],
+) -> CausalEvidence:
+    """Every evidence field of `CausalResult`, from the measured effects."""
+    return CausalEvidence(
+        necessary=necessary_evidence(effects, cfg, details),
+        sufficient=sufficient_evidence(effects, cfg, details),
+        general_necessary=heldout_evidence(gens, "ablation", cfg),
+        general_sufficient=heldout_evidence(gens, "addition", cfg),
+        base_control=None if base_res is None else base_evidence(base_res, cfg),
+        cost=cost_evidence(effects, cfg, details),
     )
