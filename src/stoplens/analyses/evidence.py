@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate
@@ -210,26 +210,16 @@ def cost_evidence(
     )
 
 
-class CausalEvidence(TypedDict):
-    """`CausalResult`'s evidence fields."""
-
-    necessary: Evidence
-    sufficient: Evidence
-    general_necessary: Evidence | None
-    general_sufficient: Evidence | None
-    base_control: Evidence | None
-    cost: Evidence | None
-
-
 def causal_evidence(
     effects: SteeringResult,
     gens: Sequence[PlacementGeneralization],
     base_res: BaseControlResult | None,
     cfg: CausalConfig,
     details: dict[str, Any],
-) -> CausalEvidence:
-    """Every evidence field of `CausalResult`, from the measured effects."""
-    return CausalEvidence(
+) -> dict[str, Any]:
+    """Every evidence field of `CausalResult` by name (``necessary``, ``sufficient``,
+    ``general_*``, ``base_control``, ``cost``), from the measured effects."""
+    return dict(
         necessary=necessary_evidence(effects, cfg, details),
         sufficient=sufficient_evidence(effects, cfg, details),
         general_necessary=heldout_evidence(gens, "ablation", cfg),
