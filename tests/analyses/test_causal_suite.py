@@ -138,7 +138,8 @@ def test_cross_model_direction_controls_the_other_model(planted, splits, result)
     json.dumps(res.to_dict(), allow_nan=False)
 
 
-def test_checkpoint_dynamics_series(planted, splits, result):
+def test_checkpoint_dynamics_series(planted, splits, result, capsys, monkeypatch):
+    monkeypatch.setenv("STOPLENS_PROGRESS", "lines")
     train, _, test, _ = splits
     calls = []
 
@@ -150,8 +151,9 @@ def test_checkpoint_dynamics_series(planted, splits, result):
         [(10, planted.model), (0, lambda: planted.base)], test.subset(range(12)),
         eos_id=planted.eos_id, layer=result.selection.layer,
         pad_id=planted.tokenizer.pad_token_id, direction=result.selection.direction,
-        fit_pairs=train.subset(range(16)), metrics={"layerwise_peak": peak},
+        fit_pairs=train.subset(range(16)), metrics={"layerwise_peak": peak}, progress=True,
     )  # fmt: skip
+    assert "causal: checkpoints" in capsys.readouterr().err  # a long stage is never silent
     assert series.steps == (0, 10) and calls == [0, 10]
     assert [e.value for e in series.stop_rate] == [0.0, 1.0]
     assert series.ablation_effect_fixed == (0.0, 1.0)

@@ -25,6 +25,7 @@ from stoplens.analyses.stats import Estimate, wilson
 from stoplens.capture.encode import EncodedPairs
 from stoplens.interventions.primitives import Ablation
 from stoplens.interventions.readout import Readout
+from stoplens.progress import bar as progress_bar
 
 ModelLike = nn.Module | Callable[[], nn.Module]
 Metric = Callable[[int, nn.Module], float | None]
@@ -104,16 +105,19 @@ def checkpoint_dynamics(
     position: str = "last",
     metrics: Mapping[str, Metric] | None = None,
     batch_size: int = 32,
+    progress: bool = False,
 ) -> CheckpointSeries:
     """Per checkpoint (``(step, model)``; a zero-argument loader may stand in for the model
     so that only one is in memory at a time): stop rate and false-stop rate on ``pairs``, the
     ablation effect of ``direction`` and/or of the checkpoint's own mean difference at
     ``layer`` fitted on ``fit_pairs``, and ``metrics[name](step, model)`` for each extra
-    metric (e.g. layerwise peak, PC1 share, EOS rank from the correlational analyses)."""
+    metric (e.g. layerwise peak, PC1 share, EOS rank from the correlational analyses).
+    ``progress``: a bar with one tick per checkpoint."""
     if direction is None and fit_pairs is None:
         raise ValueError("checkpoint_dynamics: give a direction, fit_pairs, or both")
     metrics = dict(metrics or {})
     rows: list[dict[str, Any]] = []
+    bar = progress_bar(total=len(checkpoints), desc="causal: checkpoints", enabled=progress)
     for step, m in sorted(checkpoints, key=lambda x: x[0]):
         model = m if isinstance(m, nn.Module) else m()
         readout = Readout(model, eos_id, pad_id, batch_size)
@@ -122,7 +126,9 @@ def checkpoint_dynamics(
         row["step"] = int(step)
         row["metrics"] = {k: None if v is None else float(v) for k, v in values.items()}
         rows.append(row)
+        bar.update(1)
         del model, readout
+    bar.close()
     col = lambda key: tuple(r[key] for r in rows)  # noqa: E731
     return CheckpointSeries(
         steps=col("step"),

@@ -85,6 +85,7 @@ def run_causal_suite(models: Models, run: RunDir, opts: AnalyzeOptions) -> dict[
             fit_pairs=train,
             metrics=_checkpoint_metrics(models, opts),
             batch_size=opts.batch_size,
+            progress=opts.progress,
         )
     return out
 
