@@ -159,7 +159,7 @@ def test_d_two_directions_fail_one_direction_and_necessity(outcomes):
     assert o.passed("necessary") is False
     assert o.passed("sufficient") is True
     assert not o.verdicts.dedicated
-    assert "sufficient but not necessary" in o.verdicts.headline
+    assert "sufficient; necessity not shown" in o.verdicts.headline
 
 
 def test_f_entangled_direction_is_not_cheap_so_necessity_is_no_evidence(outcomes):

@@ -126,15 +126,20 @@ def causal_flags(checks: list[Check]) -> dict[str, bool | None]:
 
 
 def causal_text(flags: dict[str, bool | None]) -> str:
-    """The causal verdict in words, e.g. "sufficient but not necessary — a single direction
-    does not carry the whole signal; not specific to the trigger"."""
+    """The causal verdict in words, e.g. "sufficient; necessity not shown — ...; not specific
+    to the trigger". A failed necessity line has two possible reasons (the stop survives the
+    ablation, or the ablation is not clean: not cheap, or the layer failed validation); its
+    note says which, so the headline names both."""
     nec, suf = flags.get("necessary"), flags.get("sufficient")
     if nec is None and suf is None:
         return "not measured"
     if nec and suf:
         core = "a single direction is necessary and sufficient"
     elif suf and nec is False:
-        core = "sufficient but not necessary — a single direction does not carry the whole signal"
+        core = (
+            "sufficient; necessity not shown — the stop survives ablating the direction, or "
+            "the ablation is not clean (see the necessity line)"
+        )
     elif nec and suf is False:
         core = "necessary but not sufficient — removing the direction stops the stop, adding it does not start one"
     elif nec is False and suf is False:
