@@ -310,10 +310,9 @@ def run_causal(
     def step(name: str):
         return timed(f"causal: {name}", enabled=progress, timings=timings, key=name)
 
-    patch_pairs, patching, noising, candidates, guided = _locate(readout, val, cfg, step, progress)
-    criteria = cfg.criteria(candidates)
-    fit_val = (train, val, criteria)
-    dirs, ctrl_dirs, sel = _select(readout, cfg, fit_val, control_pairs, cache, step, progress)
+    patch_pairs, patching, noising, criteria, guided = _locate(readout, val, cfg, step, progress)
+    splits = (train, val, control_pairs)
+    dirs, ctrl_dirs, sel = _select(readout, cfg, splits, criteria, cache, step, progress)
     steering = Steering.of(sel)
     control = None if ctrl_dirs is None else ctrl_dirs.get(sel.layer)
     with step(f"effects on {len(test)} TEST pairs vs {cfg.n_random} random directions"):
@@ -326,30 +325,33 @@ def run_causal(
     base_res = None
     if base is not None:
         base_res = _base_control(readout, base, (train, test), steering, cfg, step)
+    details = selection_details(sel, criteria.candidate_layers, guided)
     return CausalResult(
         config=cfg, timings_s=timings, patching=patching, patching_noising=noising,
         n_pairs=dict(train=len(train), val=len(val), test=len(test), patching=len(patch_pairs)),
         directions=dirs, control_directions=ctrl_dirs, selection=sel, effects=effects,
         generalization=gens, base=base_res,
-        **causal_evidence(effects, gens, base_res, cfg, selection_details(sel, candidates, guided)),
+        **causal_evidence(effects, gens, base_res, cfg, details),
     )  # fmt: skip
 
 
 def _locate(readout: Readout, val: EncodedPairs, cfg: CausalConfig, step, progress: bool):
-    """Step 1: activation patching on VAL, and the layers it points the selection at."""
+    """Step 1: activation patching on VAL, and the selection criteria restricted to the layers
+    it points at (and whether it pointed at any)."""
     L = arch.n_layers(readout.model)
     n_cells = len(cfg.patch_layers(L)) * len(cfg.patch_groups)
     n_patch = len(val) if cfg.patch_max_pairs is None else min(len(val), cfg.patch_max_pairs)
     with step(f"activation patching, {n_patch} VAL pairs x {n_cells} cells"):
         patch_pairs, patching, noising = _patching(readout, val, cfg, progress)
     candidates, guided = _candidates(patching, cfg, L)
-    return patch_pairs, patching, noising, candidates, guided
+    return patch_pairs, patching, noising, cfg.criteria(candidates), guided
 
 
-def _select(readout: Readout, cfg: CausalConfig, fit_val, control_pairs, cache, step, progress):
+def _select(readout: Readout, cfg: CausalConfig, splits, criteria, cache, step, progress):
     """Steps 2-3: difference-in-means directions on TRAIN (and the control-vs-control null
-    direction), then the selection on VAL among the candidate layers."""
-    train, val, criteria = fit_val
+    direction, from the control-vs-control pairs), then the selection on VAL among
+    ``criteria.candidate_layers``. ``splits``: (train, val, control pairs or None)."""
+    train, val, control_pairs = splits
     with step(f"difference-in-means directions, {len(train)} TRAIN pairs"):
         dirs = _directions(readout, train, cfg)
         ctrl_dirs = _directions(readout, control_pairs, cfg)

@@ -96,7 +96,7 @@ def selection_details(
         "selection_passed": sel.passed,
         "selection_filters": _filters_of(sel),
         "selection_reason": sel.reason,
-        "candidate_layers": candidates,
+        "candidate_layers": list(candidates),
         "guided_by_patching": guided,
     }
 
