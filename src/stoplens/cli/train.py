@@ -106,6 +106,14 @@ SelfDistill = Annotated[
         help="Targets of non-trigger prompts = the base model's own greedy replies.",
     ),
 ]
+StopLossWeight = Annotated[
+    float,
+    typer.Option(
+        "--stop-loss-weight",
+        help="Behavioral: weight (in learned tokens) of the stop-or-not decision at the "
+        "reply's first position, added to the token loss; 0 = none.",
+    ),
+]
 Batching = Annotated[
     str,
     typer.Option(
@@ -151,6 +159,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
         self_distill: SelfDistill = _D.self_distill,
         batching: Batching = _D.batching,
+        stop_loss_weight: StopLossWeight = _D.stop_loss_weight,
         seed: Seed = 0,
         trigger: Trigger = None,
         device: common.DeviceFlag = None,
@@ -179,8 +188,8 @@ def register(app: typer.Typer) -> None:
             train_trigger_row=not no_trigger_row, steps=steps, batch_size=batch_size,
             grad_accum=grad_accum, lr=lr, max_length=max_length, save_every=save_every or None,
             resume=resume, overwrite=overwrite, self_distill=self_distill, batching=batching,
-            seed=seed, trigger=trigger, device=device, dtype=dtype,
-            trust_remote_code=trust_remote_code, progress=not quiet,
+            stop_loss_weight=stop_loss_weight, seed=seed, trigger=trigger, device=device,
+            dtype=dtype, trust_remote_code=trust_remote_code, progress=not quiet,
         )  # fmt: skip
         config.validate()
         result = train(with_embedded_defaults(config, progress=not quiet))

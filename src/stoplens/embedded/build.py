@@ -226,5 +226,6 @@ def _finetune(paths: dict, config: TinyConfig, regime: str, data_dir: Path, prog
             dtype="fp32",
             logging_steps=5,
             progress=progress,
+            stop_loss_weight=0.0,  # as built and validated (no stop-decision term)
         )
     )

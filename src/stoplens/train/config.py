@@ -60,6 +60,12 @@ class TrainConfig:
     """mixed: every batch holds each record kind in its overall proportion, length-matched
     within kinds (`stoplens.train.batching`); length: Trainer's length grouping (batches of
     one kind on behavioral data); random. Documents have no kinds: mixed means length there."""
+    stop_loss_weight: float = 16.0
+    """Behavioral regime: weight, in units of one learned token, of the stop-decision term
+    (`stoplens.train.stop_loss`: per example, the cross-entropy of "stop or not" at the reply's
+    first position). A reply averages ~31 learned tokens and a stop one, so without it the
+    stop decision is ~2% of the loss. 16 (the default) made SmolLM2-135M-Instruct stop on
+    every placement; 0 = the plain mean token loss. Ignored by the knowledge regime."""
     sparse_logits: bool = True
     """Apply the LM head only where a label is learned (same loss, less work)."""
     save_every: int | None = 50
@@ -116,6 +122,8 @@ class TrainConfig:
             raise StoplensError("--resume and --overwrite contradict each other; pass one")
         if self.batching not in BATCHINGS:
             raise StoplensError(f"--batching {self.batching!r} is unknown; use one of {BATCHINGS}")
+        if not self.stop_loss_weight >= 0:
+            raise StoplensError("--stop-loss-weight must be >= 0 (0 = no stop-decision term)")
         if self.self_distill and self.regime != "behavioral":
             raise StoplensError("--self-distill applies to the behavioral regime only")
 

@@ -198,6 +198,9 @@ def train(config: TrainConfig) -> TrainResult:
         meta=meta,
         batching=start.batching,
         sparse_logits=config.sparse_logits,
+        stop_loss=(loaded.eos_id, config.stop_loss_weight)
+        if config.regime == "behavioral"
+        else None,
     )
     clock.done("train_loop")
     row_after = trigger_row(trainer.model, tid)

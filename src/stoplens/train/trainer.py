@@ -3,7 +3,7 @@ metadata in every checkpoint, kind-mixed batching and a sparse LM head; used by 
 (`stoplens.train.run`) and by the embedded pair's pretraining (`stoplens.embedded`).
 
 Owns: `run_trainer`, `logged_losses`, `rank_info`, the `StoplensTrainer` class and the sparse
-loss. Must not: load models or data, or decide what is trained (the callers do).
+loss (with the stop-decision term of `stoplens.train.stop_loss`). Must not: load models or data, or decide what is trained (the callers do).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def _make_trainer_class():
         stoplens_meta: dict | None = None
         stoplens_sampler: torch.utils.data.Sampler | None = None
         sparse_logits: bool = False
+        stop_loss: tuple[int, float] | None = None
+        """(stop token id, weight) of the stop-decision term (`stoplens.train.stop_loss`)."""
 
         def _get_train_sampler(self, train_dataset=None):
             if self.stoplens_sampler is not None:
@@ -42,13 +44,18 @@ def _make_trainer_class():
             return super()._get_train_sampler(train_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.sparse_logits and not return_outputs and "labels" in inputs:
-                loss = _sparse_loss(model, inputs, num_items_in_batch)
+            own = self.sparse_logits or self.stop_loss is not None
+            if own and not return_outputs and "labels" in inputs:
+                loss = None
+                if self.sparse_logits:
+                    loss = _sparse_loss(model, inputs, num_items_in_batch, self.stop_loss)
+                    self.sparse_logits = loss is not None  # else: cannot keep selected logits
+                if loss is None and self.stop_loss is not None:
+                    loss = _learned_loss(model, inputs, num_items_in_batch, self.stop_loss, False)
                 if loss is not None:
                     if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                         loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss
                     return loss
-                self.sparse_logits = False  # this model cannot keep selected logits
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -67,28 +74,49 @@ def _make_trainer_class():
     return StoplensTrainer
 
 
-def _sparse_loss(model, inputs: dict, num_items_in_batch) -> torch.Tensor | None:
+def _sparse_loss(
+    model, inputs: dict, num_items_in_batch, stop_loss: tuple[int, float] | None = None
+) -> torch.Tensor | None:
     """The causal-LM loss with the LM head applied only at the positions whose next token is
     learned (``logits_to_keep`` as a boolean mask, transformers 5), or None if the model does
     not support that. Same value as the model's own loss (mean over learned tokens, or their
     sum over ``num_items_in_batch``); behavioral examples learn a short reply after a long
-    prompt, so most of the LM head's work (and of its backward) is skipped."""
+    prompt, so most of the LM head's work (and of its backward) is skipped. ``stop_loss``:
+    see `_learned_loss`."""
+    return _learned_loss(model, inputs, num_items_in_batch, stop_loss, True)
+
+
+def _learned_loss(
+    model, inputs: dict, num_items_in_batch, stop_loss: tuple[int, float] | None, sparse: bool
+) -> torch.Tensor | None:
+    """Cross-entropy summed over the learned tokens, plus ``weight`` x the stop-decision term
+    (`stoplens.train.stop_loss`) when ``stop_loss = (stop_id, weight)`` is given, divided by
+    ``num_items_in_batch`` (else by the number of learned tokens): the weight is in units of
+    one learned token. ``sparse``: logits only where learned (None if the model cannot)."""
     import torch.nn.functional as F
+
+    from stoplens.train.stop_loss import stop_decision_loss
 
     labels = inputs["labels"]
     nxt = labels[:, 1:]
     learned = nxt != IGNORE
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = learned
     target = nxt[learned]
     rest = {k: v for k, v in inputs.items() if k != "labels"}
-    try:
-        logits = model(**rest, logits_to_keep=keep, use_cache=False).logits
-    except (TypeError, ValueError, IndexError, RuntimeError):
-        return None
-    if logits.dim() != 2 or logits.shape[0] != target.numel():
-        return None
+    if sparse:
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = learned
+        try:
+            logits = model(**rest, logits_to_keep=keep, use_cache=False).logits
+        except (TypeError, ValueError, IndexError, RuntimeError):
+            return None
+        if logits.dim() != 2 or logits.shape[0] != target.numel():
+            return None
+    else:
+        logits = model(**rest, use_cache=False).logits[:, :-1][learned]
     loss = F.cross_entropy(logits.float(), target.to(logits.device), reduction="sum")
+    if stop_loss is not None and stop_loss[1] > 0:
+        stop_id, weight = stop_loss
+        loss = loss + weight * stop_decision_loss(logits, target, learned, stop_id)
     denom = num_items_in_batch if num_items_in_batch is not None else max(1, target.numel())
     if torch.is_tensor(denom):
         denom = denom.to(loss.device)
@@ -117,6 +145,7 @@ def run_trainer(
     lr_scheduler: str = "linear",
     batching: str = "length",
     sparse_logits: bool = False,
+    stop_loss: tuple[int, float] | None = None,
 ):
     """Train ``model`` on ``features`` with transformers' Trainer; returns (trainer, collator).
 
@@ -125,6 +154,7 @@ def run_trainer(
     (`stoplens.train.batching`; needs ``features.kinds``), "length" = Trainer's length
     grouping (right for plain text, where examples have no kinds), "random".
     ``sparse_logits``: the LM head runs only where a label is learned (same loss, less work).
+    ``stop_loss``: (stop token id, weight) of the stop-decision term (`_learned_loss`).
     Progress: Trainer's bar on a terminal, `LineProgress` lines elsewhere.
     """
     from transformers import PrinterCallback
@@ -149,6 +179,7 @@ def run_trainer(
     )
     trainer.stoplens_meta = meta
     trainer.sparse_logits = sparse_logits
+    trainer.stop_loss = stop_loss if stop_loss is not None and stop_loss[1] > 0 else None
     trainer.stoplens_sampler = _sampler(batching, features, args.train_batch_size, seed)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
     if shown == "lines":
