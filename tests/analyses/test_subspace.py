@@ -55,6 +55,36 @@ def test_base_model_has_no_smallest_k(planted):
     assert all(not s.necessary for s in sub.families["train_delta"].steps)
 
 
+def test_random_null_runs_only_where_k_can_be_the_answer(planted, monkeypatch):
+    """A span that removes every stop but is not cheap cannot be the sweep's answer: its null
+    is not run and its necessity reads None (not judged); ``full_null`` runs and judges it."""
+    import dataclasses
+
+    from stoplens.analyses import subspace as sub_mod
+
+    pm, train, test = planted
+    calls = []
+    real = sub_mod._random_null
+    monkeypatch.setattr(
+        sub_mod, "_random_null", lambda *a, **k: calls.append(a[1]) or real(*a, **k)
+    )
+    kw = dict(layer=pm.residual_layer, eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id,
+              progress=False)  # fmt: skip
+    dear = dataclasses.replace(CFG, max_kl=-1.0)  # nothing is cheap
+    sub = smallest_subspace(pm.model, train, test, config=dear, **kw)
+    steps = sub.families["train_delta"].steps
+    assert calls == [] and sub.smallest_k is None and len(steps) == CFG.k_max
+    assert steps[0].effect.value == 1.0 and steps[0].necessary is None
+    assert all(s.null is None and s.kl_null_mean is None and not s.cheap for s in steps)
+    json.dumps(sub.to_dict(), allow_nan=False)
+    full = smallest_subspace(
+        pm.model, train, test, config=dataclasses.replace(dear, full_null=True), **kw
+    )
+    assert calls == [1, 2]  # one null per k, shared by the families
+    first = full.families["train_delta"].steps[0]
+    assert first.necessary is True and first.null is not None and first.kl_null_mean is not None
+
+
 def test_span_helpers():
     d = 16
     q = random_subspace(d, 3, seed=1)

@@ -143,6 +143,7 @@ def _subspace_lines(sub: dict | None) -> list[str]:
         f"{_ci(sub['baseline_stop_rate'])}); null: {cfg['n_random']} random subspaces of the "
         f"same k. Removes stopping (necessary): drop ≥ {cfg['min_removed']} of the baseline stop "
         f"rate, CI above the null's 95th percentile, p ≤ {cfg['p_threshold']}; cheap: KL on clean prompts ≤ {cfg['max_kl']}. "
+        "The null runs only for a k that removes the stops cheaply (else: not judged). "
         f"**Smallest k: {smallest}.**",
         "",
         "| family | k | added | ablated stop rate | drop [95% CI] | null p95 | p | KL [95% CI] | "
@@ -153,10 +154,12 @@ def _subspace_lines(sub: dict | None) -> list[str]:
         for s in fam["steps"]:
             k = s["k"]
             src = fam["sources"][k - 1] if k - 1 < len(fam["sources"]) else ""
+            null = s["null"] or {"null_p95": None, "p_value": None}
+            necessary = "not judged" if s["necessary"] is None else _mark(s["necessary"])
             out.append(
                 f"| {name} | {k} | {src} | {_ci(s['ablated_stop_rate'])} | {_ci(s['effect'])} | "
-                f"{fmt(s['null']['null_p95'])} | {fmt(s['null']['p_value'])} | {_ci(s['kl'])} | "
-                f"{fmt(s['kl_null_mean'])} | {_mark(s['necessary'])} | {_mark(s['cheap'])} |"
+                f"{fmt(null['null_p95'])} | {fmt(null['p_value'])} | {_ci(s['kl'])} | "
+                f"{fmt(s['kl_null_mean'])} | {necessary} | {_mark(s['cheap'])} |"
             )
     return [*out, ""]
 
