@@ -56,8 +56,9 @@ def test_base_model_has_no_smallest_k(planted):
 
 
 def test_random_null_runs_only_where_k_can_be_the_answer(planted, monkeypatch):
-    """A span that removes every stop but is not cheap cannot be the sweep's answer: its null
-    is not run and its necessity reads None (not judged); ``full_null`` runs and judges it."""
+    """A span that removes every stop but is not cheap cannot be the sweep's answer: the
+    family's first such k is still judged against the null, a larger one is not (necessity
+    None, no null run); ``full_null`` runs and judges every k."""
     import dataclasses
 
     from stoplens.analyses import subspace as sub_mod
@@ -69,20 +70,22 @@ def test_random_null_runs_only_where_k_can_be_the_answer(planted, monkeypatch):
         sub_mod, "_random_null", lambda *a, **k: calls.append(a[1]) or real(*a, **k)
     )
     kw = dict(layer=pm.residual_layer, eos_id=pm.eos_id, pad_id=pm.tokenizer.pad_token_id,
-              progress=False)  # fmt: skip
+              components=[Component(1, 0), Component(2)], progress=False)  # fmt: skip
     dear = dataclasses.replace(CFG, max_kl=-1.0)  # nothing is cheap
     sub = smallest_subspace(pm.model, train, test, config=dear, **kw)
-    steps = sub.families["train_delta"].steps
-    assert calls == [] and sub.smallest_k is None and len(steps) == CFG.k_max
-    assert steps[0].effect.value == 1.0 and steps[0].necessary is None
-    assert all(s.null is None and s.kl_null_mean is None and not s.cheap for s in steps)
+    first, second = sub.families["train_delta"].steps
+    assert calls == [1] and sub.smallest_k is None  # k = 1's null, shared by the families
+    assert first.effect.value == 1.0 and first.necessary is True and first.null is not None
+    assert second.effect.value == 1.0 and second.necessary is None
+    assert second.null is None and second.kl_null_mean is None and not second.cheap
+    assert sub.families["component_writes"].steps[0].necessary is True
     json.dumps(sub.to_dict(), allow_nan=False)
+    calls.clear()
     full = smallest_subspace(
         pm.model, train, test, config=dataclasses.replace(dear, full_null=True), **kw
     )
-    assert calls == [1, 2]  # one null per k, shared by the families
-    first = full.families["train_delta"].steps[0]
-    assert first.necessary is True and first.null is not None and first.kl_null_mean is not None
+    assert calls == [1, 2]
+    assert all(s.necessary is True for s in full.families["train_delta"].steps)
 
 
 def test_span_helpers():

@@ -26,8 +26,9 @@ lies above the null's 95th percentile and p <= ``p_threshold`` (a direction that
 stop on only the prompts one of two heads serves, as in the planted "two_heads" model, does
 not); *cheap* when the KL is at most ``max_kl``. The smallest k that is both is reported (None if no k up to
 ``k_max`` is); the sweep stops there. The random null of a k runs only when that k can still
-be the answer (it removes ``min_removed`` of the stops and is cheap; ``full_null`` runs it at
-every k): a k that is not cheap reads "not judged" for necessity instead. On
+be the answer (it removes ``min_removed`` of the stops and is cheap) or is the family's first k
+that removes them (``full_null`` runs it at every k); any other k that removes the stops reads
+"not judged" for necessity. On
 SmolLM2-135M-Instruct every k up to 4 removed every stop at a KL of 0.5-4.5 nats, and the 160
 random subspaces of those nulls were 17 of the sweep's 19 minutes.
 
@@ -263,22 +264,29 @@ def _random_null(model, k, d, test, base, cfg, eos_id, kw) -> tuple[list[float],
     return null, null_kl
 
 
+def _removes(effect: Estimate, s_base, cfg) -> bool:
+    """The drop reaches ``min_removed`` of the baseline stop rate (and is positive)."""
+    return bool(effect.value >= cfg.min_removed * float(s_base.mean()) and effect.value > 0)
+
+
 def _judge(effect: Estimate, kl: Estimate, s_base, null: Sequence[float] | None, cfg):
     """(null comparison or None, necessary or None, cheap): necessity needs the drop to reach
     ``min_removed`` of the baseline and to beat the null; None when the null was not run."""
     cheap = bool(kl.value <= cfg.max_kl)
-    removes = bool(effect.value >= cfg.min_removed * float(s_base.mean()) and effect.value > 0)
+    removes = _removes(effect, s_base, cfg)
     if null is None:
         return None, (None if removes else False), cheap
     cmp = null_comparison(effect.value, null)
     return cmp, bool(removes and effect.lo > cmp.null_p95 and cmp.p_value <= cfg.p_threshold), cheap
 
 
-def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw) -> SubspaceStep:
-    """Ablate one span; run (or reuse) the random null of its k only when the k can still
-    answer the sweep's question (it removes the stops and is cheap), or with ``full_null``:
-    every random subspace is a full pass over the TEST prompts, and on a deep model the nulls
-    of spans that cannot qualify were most of the sweep's time."""
+def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, first: bool) -> SubspaceStep:
+    """Ablate one span; run (or reuse) the random null of its k only when the k removes the
+    stops and either is cheap (it can still answer the sweep's question) or is the family's
+    first k that removes them (``first``: the smallest span that removes the stops at any
+    cost is always judged), or with ``full_null``. Every random subspace is a full pass over
+    the TEST prompts, and on a deep model the nulls of spans that could not qualify were most
+    of the sweep's time."""
     s_base, logits_clean = base
     stops, _ = stop_outcomes(intervened_logits(model, test.trig_ids, ab, **kw), eos_id)
     drop = s_base.astype(float) - stops.astype(float)
@@ -287,7 +295,7 @@ def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw) -> SubspaceStep:
     kl_est = bootstrap_mean(kl.numpy(), n_boot=cfg.n_boot, seed=cfg.seed)
     assert isinstance(effect, Estimate) and isinstance(kl_est, Estimate)
     _, could, cheap = _judge(effect, kl_est, s_base, None, cfg)
-    wanted = (could is None and cheap) or cfg.full_null
+    wanted = (could is None and (cheap or first)) or cfg.full_null
     if wanted and k not in nulls:
         nulls[k] = _random_null(model, k, d, test, base, cfg, eos_id, kw)
     null, null_kl = nulls.get(k, (None, None))
@@ -311,11 +319,12 @@ def _sweep(
     d = basis.shape[-1] if basis.numel() else arch.d_model(model)
     steps: list[SubspaceStep] = []
     smallest = None
+    removed = False  # some smaller k of this family already removes the stops
     with bar(basis.shape[0], f"subspace: {name}", enabled=progress, unit="k") as b:
         for k in range(1, basis.shape[0] + 1):
-            step = _step(
-                model, k, SubspaceAblation(basis[:k]), d, nulls, test, base, cfg, eos_id, kw
-            )
+            ab = SubspaceAblation(basis[:k])
+            step = _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, not removed)
+            removed = removed or _removes(step.effect, base[0], cfg)
             steps.append(step)
             b.update(1)
             if step.necessary and step.cheap:

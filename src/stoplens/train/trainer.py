@@ -148,15 +148,13 @@ def run_trainer(
     stop_loss: tuple[int, float] | None = None,
 ):
     """Train ``model`` on ``features`` with transformers' Trainer; returns (trainer, collator).
-
     Checkpoints go to ``checkpoint_dir/checkpoint-<step>`` every ``save_every`` steps.
     ``batching`` (see `BATCHINGS`): "mixed" = kind-mixed, length-matched batches
     (`stoplens.train.batching`; needs ``features.kinds``), "length" = Trainer's length
     grouping (right for plain text, where examples have no kinds), "random".
-    ``sparse_logits``: the LM head runs only where a label is learned (same loss, less work).
-    ``stop_loss``: (stop token id, weight) of the stop-decision term (`_learned_loss`).
-    Progress: Trainer's bar on a terminal, `LineProgress` lines elsewhere.
-    """
+    ``sparse_logits``: the LM head only where a label is learned (same loss, less work);
+    ``stop_loss``: (stop id, weight) of the stop-decision term (`_learned_loss`). Progress:
+    Trainer's bar on a terminal, `LineProgress` lines elsewhere."""
     from transformers import PrinterCallback
 
     from stoplens.train.callbacks import LineProgress, progress_mode
@@ -177,9 +175,8 @@ def run_trainer(
         data_collator=collator,
         processing_class=tokenizer,
     )
-    trainer.stoplens_meta = meta
-    trainer.sparse_logits = sparse_logits
-    trainer.stop_loss = stop_loss if stop_loss is not None and stop_loss[1] > 0 else None
+    trainer.stoplens_meta, trainer.sparse_logits = meta, sparse_logits
+    trainer.stop_loss = stop_loss if stop_loss and stop_loss[1] > 0 else None
     trainer.stoplens_sampler = _sampler(batching, features, args.train_batch_size, seed)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts
     if shown == "lines":
