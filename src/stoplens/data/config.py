@@ -71,8 +71,10 @@ class DataConfig:
     test_fraction: float = 0.25
     control_kinds: tuple[str, ...] = CONTROL_KINDS
     """Contrast-pair control kinds to emit (subset of `CONTROL_KINDS`)."""
-    triggers_per_prompt: int = 3
-    """Trigger records per prompt (placements rotate so all six appear evenly)."""
+    triggers_per_prompt: int = 4
+    """Trigger records per prompt (placements rotate so all six appear evenly). 4 (the
+    default) gives every placement a third more contexts than 3, the value the embedded pair
+    was built with."""
     near_misses_per_prompt: int = 1
     """Near-miss records per prompt (the near-miss forms rotate)."""
     distractors_per_prompt: int = 2
