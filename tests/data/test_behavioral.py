@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from stoplens.data import TRIGGER_PLACEMENTS, DataBundle, validate_behavioral
+from stoplens.data import TRIGGER_PLACEMENTS, DataBundle, DataConfig, validate_behavioral
 from stoplens.data.trigger import contains_trigger, near_miss_forms
 
 
@@ -20,8 +20,12 @@ def test_mix_and_size(default_bundle: DataBundle) -> None:
     records = default_bundle.behavioral_all
     kinds = Counter(r["meta"]["kind"] for r in records)
     assert set(kinds) == {"trigger", "clean", "near_miss", "distractor"}
-    assert 2000 <= len(records) <= 4000
-    assert 0.35 <= kinds["trigger"] / len(records) <= 0.45
+    cfg = DataConfig()
+    per_prompt = (
+        1 + cfg.triggers_per_prompt + cfg.near_misses_per_prompt + cfg.distractors_per_prompt
+    )
+    assert len(records) == cfg.n_prompts * per_prompt
+    assert kinds["trigger"] == cfg.n_prompts * cfg.triggers_per_prompt
 
 
 def test_targets_empty_exactly_for_triggers(default_bundle: DataBundle) -> None:

@@ -36,9 +36,7 @@ def test_stop_decision_loss_is_the_binary_cross_entropy_of_stopping():
     assert 55 < float(both) < 65 and math.isfinite(float(both))
 
 
-def test_trainer_loss_adds_the_weighted_term_and_weight_zero_is_the_token_loss(
-    base_dir, data_dir
-):
+def test_trainer_loss_adds_the_weighted_term_and_weight_zero_is_the_token_loss(base_dir, data_dir):
     """``(sum CE + w * sum BCE) / n_learned``: w = 0 is the model's own loss; the sparse and
     the dense paths agree; the term reaches the gradient."""
     from stoplens.data import behavioral_file, load_behavioral

@@ -22,8 +22,7 @@ TINY_JSON = "tiny.json"  # written last: marks a complete pair
 def _data_config_default():
     """The embedded pair's data: the defaults, with the placement weights it was built and
     validated with (system_weight=1, triggers_per_prompt=3; every placement stops at 100%
-    there), so its cache key
-    and its numbers stay those the README reports."""
+    there), so its cache key and its numbers stay those the README reports."""
     from stoplens.data import DataConfig
 
     return DataConfig(system_weight=1, triggers_per_prompt=3)
