@@ -28,8 +28,7 @@ not); *cheap* when the KL is at most ``max_kl``. The smallest k that is both is 
 ``k_max`` is); the sweep stops there. The random null of a k runs only when that k can still
 be the answer (it removes ``min_removed`` of the stops and is cheap) or is the family's first k
 that removes them (``full_null`` runs it at every k); any other k that removes the stops reads
-"not judged" for necessity. On
-SmolLM2-135M-Instruct every k up to 4 removed every stop at a KL of 0.5-4.5 nats, and the 160
+"not judged" for necessity. On SmolLM2-135M-Instruct every k up to 4 removed every stop at a KL of 0.5-4.5 nats, and the 160
 random subspaces of those nulls were 17 of the sweep's 19 minutes.
 
 Owns: fitting the two families and the sweep. Must not: plot or write files.
@@ -294,8 +293,8 @@ def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, first: bool) -> S
     effect = bootstrap_mean(drop, n_boot=cfg.n_boot, seed=cfg.seed)
     kl_est = bootstrap_mean(kl.numpy(), n_boot=cfg.n_boot, seed=cfg.seed)
     assert isinstance(effect, Estimate) and isinstance(kl_est, Estimate)
-    _, could, cheap = _judge(effect, kl_est, s_base, None, cfg)
-    wanted = (could is None and (cheap or first)) or cfg.full_null
+    cheap = bool(kl_est.value <= cfg.max_kl)
+    wanted = cfg.full_null or (_removes(effect, s_base, cfg) and (cheap or first))
     if wanted and k not in nulls:
         nulls[k] = _random_null(model, k, d, test, base, cfg, eos_id, kw)
     null, null_kl = nulls.get(k, (None, None))

@@ -143,7 +143,7 @@ def _subspace_lines(sub: dict | None) -> list[str]:
         f"{_ci(sub['baseline_stop_rate'])}); null: {cfg['n_random']} random subspaces of the "
         f"same k. Removes stopping (necessary): drop ≥ {cfg['min_removed']} of the baseline stop "
         f"rate, CI above the null's 95th percentile, p ≤ {cfg['p_threshold']}; cheap: KL on clean prompts ≤ {cfg['max_kl']}. "
-        "The null runs only for a k that removes the stops cheaply (else: not judged). "
+        "The null runs only for a k that removes the stops cheaply, or for the smallest k that removes them at any cost; other k that remove them read 'not judged'. "
         f"**Smallest k: {smallest}.**",
         "",
         "| family | k | added | ablated stop rate | drop [95% CI] | null p95 | p | KL [95% CI] | "
