@@ -235,3 +235,51 @@ def test_kl_reference_is_the_mean_over_the_first_n_kl_random_directions(setup):
     assert res.kl_null_mean == pytest.approx(float(np.mean(want)), rel=1e-6, abs=1e-9)
     with pytest.raises(ValueError, match="n_kl"):
         Nulls(16, n_kl=0)
+
+
+def test_null_prompts_keep_every_placements_share():
+    from collections import Counter
+
+    from stoplens.analyses.results import null_prompts
+
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 15
+    assert list(null_prompts(labels[:40], 48, 0)) == list(range(40))
+    assert list(null_prompts(labels, None, 0)) == list(range(95))
+    idx = null_prompts(labels, 48, 0)
+    assert len(idx) == 48 and list(idx) == sorted(set(idx.tolist()))
+    got = Counter(labels[i] for i in idx)
+    for label, size in Counter(labels).items():
+        assert abs(got[label] - 48 * size / 95) <= 1, (label, got)
+    assert list(null_prompts(labels, 48, 0)) == list(idx)  # seeded
+    assert list(null_prompts(labels, 48, 1)) != list(idx)
+    with pytest.raises(ValueError, match="max_prompts"):
+        Nulls(16, max_prompts=4)
+
+
+def test_null_on_a_subset_ranks_the_effect_on_the_same_pairs(setup):
+    """With fewer null prompts than pairs, every random direction runs on the chosen pairs
+    only, and the rank test compares it with the direction's effect on those pairs; the
+    effect's estimate still uses every pair. The planted direction still beats every random
+    one; the base model's direction beats none."""
+    from stoplens.analyses.results import null_prompts
+
+    pm, pairs, r, kw, res = setup
+    readout = _readout(pm.model, kw)
+    nulls = Nulls(16, kw["n_boot"], max_prompts=8)
+    steer = Steering(r, pm.residual_layer, 1.0)
+    sub = steering_effects(readout, pairs, steer, nulls=nulls, cost=False, examples=Examples(0))
+    idx = null_prompts(pairs.placements(), 8, nulls.seed)
+    assert sub.ablation_null.n_prompts == 8 == len(idx) and res.ablation_null.n_prompts == 24
+    assert sub.ablation_effect == res.ablation_effect  # every pair
+    few = pairs.subset([int(i) for i in idx])
+    trig = readout.outcomes(few.trig_ids)[0].mean()
+    want = trig - readout.outcomes(few.trig_ids, steer.ablation())[0].mean()
+    assert sub.ablation_null.observed == pytest.approx(want)
+    d0 = nulls.directions(r.numel())[0]
+    null0 = trig - readout.outcomes(few.trig_ids, Ablation(d0))[0].mean()
+    assert sub.ablation_null.null[0] == pytest.approx(null0)
+    assert sub.ablation_null.p_value == sub.addition_null.p_value == 1 / 17
+    base = steering_effects(
+        _readout(pm.base, kw), pairs, steer, nulls=nulls, cost=False, examples=Examples(0)
+    )
+    assert base.ablation_null.p_value > 0.05

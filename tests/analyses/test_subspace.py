@@ -97,3 +97,21 @@ def test_span_helpers():
     basis, used, _ = independent_span(v, ["a", "b", "c", "d"], k=3)
     assert used == ("a", "c", "d") and basis.shape == (3, d)
     torch.testing.assert_close(basis @ basis.T, torch.eye(3), atol=1e-5, rtol=0)
+
+
+def test_null_on_fewer_pairs_still_finds_the_single_direction(planted):
+    """With the random null on 8 of the 24 TEST pairs (stratified by placement), k = 1 still
+    removes the stops beyond the null; its drop is ranked on the same 8 pairs."""
+    import dataclasses
+
+    pm, train, test = planted
+    sub = smallest_subspace(
+        pm.model, train, test, layer=pm.residual_layer, eos_id=pm.eos_id,
+        pad_id=pm.tokenizer.pad_token_id, config=dataclasses.replace(CFG, null_prompts=8),
+        progress=False,
+    )  # fmt: skip
+    step = sub.families["train_delta"].steps[0]
+    assert sub.smallest_k == 1 and step.null.n_prompts == 8 and step.null.observed == 1.0
+    assert step.null.p_value == 1 / 20 and step.effect.n == 24
+    with pytest.raises(ValueError, match="null_prompts"):
+        SubspaceConfig(null_prompts=2)

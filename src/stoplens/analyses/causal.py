@@ -92,6 +92,7 @@ class CausalConfig:
     # test effects
     n_random: int = 32
     n_random_kl: int = 8  # random directions behind the KL reference (kl_null_mean)
+    null_prompts: int | None = 48  # pairs each random direction runs on (None: all)
     n_examples: int = 4
     gen_tokens: int = 8
     # generalization: explicit (fit placements, test placements) splits, or None for the
@@ -141,7 +142,9 @@ class CausalConfig:
     def nulls(self, heldout: bool = False) -> Nulls:
         """The random-direction null and bootstrap of the TEST effects (or the held-out)."""
         n = self.n_random_heldout if heldout else self.n_random
-        return Nulls(n, self.n_boot, self.seed, n_kl=self.n_random_kl)
+        return Nulls(
+            n, self.n_boot, self.seed, n_kl=self.n_random_kl, max_prompts=self.null_prompts
+        )
 
     def patch_layers(self, n_layers: int) -> tuple[int, ...]:
         """The residual layers activation patching sweeps: all of 0..L, or for a model with

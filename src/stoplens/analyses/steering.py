@@ -7,7 +7,9 @@ For a direction r (a difference of means) on the TEST pairs:
 * add αr at residual[layer] (`Addition`) on the clean prompts -- is r sufficient? (they start
   stopping);
 * the same for random directions of the same norm (the null: mean, 5th/95th percentile,
-  empirical p) and for the control-vs-control direction;
+  empirical p; run on at most ``Nulls.max_prompts`` of the pairs, stratified by placement,
+  and ranked against the direction's effect on the same pairs) and for the
+  control-vs-control direction;
 * the cost of ablation: KL(ablated || original) of clean next-token distributions and the
   perplexity change on clean text (`stoplens.analyses.ablation_cost`);
 * a few greedy replies under each condition.
@@ -118,7 +120,9 @@ class SteeringResult:
     ``ablation_effect`` = baseline triggered rate - ablated triggered rate (> 0: necessary);
     ``addition_effect`` = added clean rate - baseline clean rate (> 0: sufficient).
     Nulls: the same effects for ``n_random`` random directions (ablation: random unit
-    direction; addition: random direction of norm ``added_norm`` at the same layer).
+    direction; addition: random direction of norm ``added_norm`` at the same layer), on the
+    pairs `stoplens.analyses.results.null_prompts` keeps; their ``observed`` is the
+    direction's effect on those pairs (``n_prompts``).
     ``control``: the control-vs-control direction (see `ControlDirectionEffect`). Costs on
     clean prompts under ablation: ``kl`` (mean KL(ablated || original) of the next-token
     distribution, with ``kl_null_mean`` for random-direction ablation) and ``perplexity``
@@ -168,7 +172,7 @@ BY_PLACEMENT = {
 
 def _rate_by_placement(pairs: EncodedPairs, cols: dict[str, np.ndarray]) -> dict[str, dict]:
     out: dict[str, dict[str, float]] = {}
-    placements = [str(m.get("placement", "unknown")) for m in pairs.meta]
+    placements = pairs.placements()
     for p in sorted(set(placements)):
         idx = np.array([i for i, q in enumerate(placements) if q == p])
         out[p] = {"n": len(idx), **{k: float(v[idx].mean()) for k, v in cols.items()}}
@@ -233,26 +237,34 @@ def _random_nulls(
     out: Outcomes,
     clean_logits: torch.Tensor | None,
     progress: bool,
-) -> dict[str, list[float]]:
+) -> dict[str, Any]:
     """The ablation and addition effects of each random direction of the same norm (and, with
-    ``clean_logits``, the KL cost of the first ``nulls.n_kl``)."""
-    base_t, base_c = out["triggered"][0].mean(), out["clean"][0].mean()
-    null: dict[str, list[float]] = {"ablation": [], "addition": [], "kl": []}
+    ``clean_logits``, the KL cost of the first ``nulls.n_kl``), on the prompts
+    ``nulls.prompts`` chooses, with the selected direction's two effects on the same prompts
+    (``observed``: what the rank test compares) and their number (``n_prompts``)."""
+    idx = nulls.prompts(pairs.placements())
+    sub = pairs if len(idx) == len(pairs) else pairs.subset([int(i) for i in idx])
+    base_t, base_c = out["triggered"][0][idx].mean(), out["clean"][0][idx].mean()
+    null: dict[str, Any] = {"ablation": [], "addition": [], "kl": []}
     bar = progress_bar(
-        total=nulls.n_random, desc="causal: random-direction nulls", enabled=progress
+        total=nulls.n_random,
+        desc=f"causal: random-direction nulls on {len(sub)} prompts",
+        enabled=progress,
     )
     for k, rk in enumerate(nulls.directions(steering.r.numel())):
         bar.update(1)
-        ablated = cache.read(readout, pairs.trig_ids, Ablation(rk))[0]
+        ablated = cache.read(readout, sub.trig_ids, Ablation(rk))[0]
         added = cache.read(
-            readout, pairs.ctrl_ids, Addition(steering.added_norm * rk, steering.layer)
+            readout, sub.ctrl_ids, Addition(steering.added_norm * rk, steering.layer)
         )[0]
         null["ablation"].append(float(base_t - ablated.mean()))
         null["addition"].append(float(added.mean() - base_c))
         if clean_logits is not None and k < nulls.n_kl:
-            kl = kl_divergence(readout.logits(pairs.ctrl_ids, Ablation(rk)), clean_logits)
+            kl = kl_divergence(readout.logits(sub.ctrl_ids, Ablation(rk)), clean_logits[idx])
             null["kl"].append(float(kl.mean()))
     bar.close()
+    null["observed"] = _observed({k: (v[0][idx], v[1][idx]) for k, v in out.items()})
+    null["n_prompts"] = len(sub)
     return null
 
 
@@ -353,19 +365,24 @@ def steering_effects(
     return _result(pairs, steering, nulls, out, null, control, costs, shown)
 
 
+def _compare(null: dict[str, Any], kind: str) -> NullComparison:
+    """The selected direction's ``kind`` effect on the null's prompts against the null."""
+    return null_comparison(null["observed"][kind], null[kind], null["n_prompts"])
+
+
 def _result(
     pairs: EncodedPairs,
     steering: Steering,
     nulls: Nulls,
     out: Outcomes,
-    null: dict[str, list[float]],
+    null: dict[str, Any],
     control: ControlDirectionEffect | None,
     costs: AblationCost | None,
     shown: tuple[GenerationExample, ...],
 ) -> SteeringResult:
     """The outcomes as a `SteeringResult`: Wilson stop rates, paired effects with CIs, the
     effects against the random-direction nulls, and the rates per placement."""
-    effect, observed = _effects(out), _observed(out)
+    effect = _effects(out)
     n = len(pairs)
     rate = {k: wilson(int(v[0].sum()), n) for k, v in out.items()}
     return SteeringResult(
@@ -380,8 +397,8 @@ def _result(
         added_stop_rate=rate["clean_added"],
         ablation_effect=nulls.ci(effect["ablation"]),
         addition_effect=nulls.ci(effect["addition"]),
-        ablation_null=null_comparison(observed["ablation"], null["ablation"]),
-        addition_null=null_comparison(observed["addition"], null["addition"]),
+        ablation_null=_compare(null, "ablation"),
+        addition_null=_compare(null, "addition"),
         mean_stop_score={k: float(v[1].mean()) for k, v in out.items()},
         control=control,
         kl=None if costs is None else costs.kl,

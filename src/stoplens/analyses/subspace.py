@@ -22,7 +22,9 @@ against ``n_random`` random k-dimensional subspaces (the null; empirical one-sid
 is the mean KL(ablated || original) of the next-token distribution on the clean TEST prompts,
 beside the mean KL of the first ``n_random_kl`` random subspaces. k *removes stopping* (is
 necessary) when the drop is at least ``min_removed`` (0.9) of the baseline stop rate, its CI
-lies above the null's 95th percentile and p <= ``p_threshold`` (a direction that removes the
+lies above the null's 95th percentile and p <= ``p_threshold`` (the null runs on at most
+``null_prompts`` TEST pairs, stratified by placement, and ranks the span's drop on the same
+pairs) (a direction that removes the
 stop on only the prompts one of two heads serves, as in the planted "two_heads" model, does
 not); *cheap* when the KL is at most ``max_kl``. The smallest k that is both is reported (None if no k up to
 ``k_max`` is); the sweep stops there. The random null of a k runs only when that k can still
@@ -44,7 +46,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.analyses.results import NO_JSON, NullComparison, dataclass_dict, null_comparison
+from stoplens.analyses.results import (
+    NO_JSON,
+    NullComparison,
+    dataclass_dict,
+    null_comparison,
+    null_prompts,
+)
 from stoplens.analyses.stats import Estimate, bootstrap_mean, wilson
 from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.extract import capture_residuals, kl_divergence
@@ -72,10 +80,13 @@ class SubspaceConfig:
     n_boot: int = 1000
     seed: int = 0
     full_null: bool = False  # run the random null at every k, not only where k can qualify
+    null_prompts: int | None = 48  # TEST pairs each random subspace runs on (None: all)
 
     def __post_init__(self) -> None:
         if self.k_max < 1:
             raise ValueError("k_max must be >= 1")
+        if self.null_prompts is not None and self.null_prompts < 8:
+            raise ValueError(f"null_prompts must be >= 8 or None (got {self.null_prompts})")
         if self.n_random < 16 or 1 / (self.n_random + 1) > self.p_threshold:
             raise ValueError(
                 f"n_random={self.n_random}: needs >= 16 random subspaces and an attainable "
@@ -248,17 +259,28 @@ def random_subspace(d: int, k: int, seed: int) -> torch.Tensor:
 # --- the sweep -----------------------------------------------------------------------------------
 
 
-def _random_null(model, k, d, test, base, cfg, eos_id, kw) -> tuple[list[float], list[float]]:
+@dataclass(frozen=True, eq=False)
+class _Base:
+    """The unintervened TEST outcomes a sweep compares with: triggered stops [n], clean
+    logits [n, vocab], and the pairs the random nulls run on (``idx`` into TEST, ``pairs``)."""
+
+    stops: np.ndarray
+    logits_clean: torch.Tensor
+    idx: np.ndarray
+    pairs: EncodedPairs
+
+
+def _random_null(model, k, d, base: _Base, cfg, eos_id, kw) -> tuple[list[float], list[float]]:
     """Drops in stop rate and mean KLs of ``cfg.n_random`` random k-dim subspaces (seeded by
-    k, so every family at the same k shares them)."""
-    s_base, logits_clean = base
+    k, so every family at the same k shares them) on the null's pairs."""
+    s_base, logits_clean = base.stops[base.idx], base.logits_clean[base.idx]
     null, null_kl = [], []
     for j in range(cfg.n_random):
         rnd = SubspaceAblation(random_subspace(d, k, cfg.seed * 1000 + 97 * k + j))
-        rs, _ = stop_outcomes(intervened_logits(model, test.trig_ids, rnd, **kw), eos_id)
+        rs, _ = stop_outcomes(intervened_logits(model, base.pairs.trig_ids, rnd, **kw), eos_id)
         null.append(float(s_base.mean() - rs.mean()))
         if j < cfg.n_random_kl:
-            clean = intervened_logits(model, test.ctrl_ids, rnd, **kw)
+            clean = intervened_logits(model, base.pairs.ctrl_ids, rnd, **kw)
             null_kl.append(float(kl_divergence(clean, logits_clean).mean()))
     return null, null_kl
 
@@ -268,25 +290,26 @@ def _removes(effect: Estimate, s_base, cfg) -> bool:
     return bool(effect.value >= cfg.min_removed * float(s_base.mean()) and effect.value > 0)
 
 
-def _judge(effect: Estimate, kl: Estimate, s_base, null: Sequence[float] | None, cfg):
+def _judge(effect: Estimate, kl: Estimate, s_base, null, observed: float, n_null: int, cfg):
     """(null comparison or None, necessary or None, cheap): necessity needs the drop to reach
-    ``min_removed`` of the baseline and to beat the null; None when the null was not run."""
+    ``min_removed`` of the baseline and to beat the null (ranked by ``observed``, the drop on
+    the null's ``n_null`` pairs); None when the null was not run."""
     cheap = bool(kl.value <= cfg.max_kl)
     removes = _removes(effect, s_base, cfg)
     if null is None:
         return None, (None if removes else False), cheap
-    cmp = null_comparison(effect.value, null)
+    cmp = null_comparison(observed, null, n_null)
     return cmp, bool(removes and effect.lo > cmp.null_p95 and cmp.p_value <= cfg.p_threshold), cheap
 
 
-def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, first: bool) -> SubspaceStep:
+def _step(model, k, ab, d, nulls, test, base: _Base, cfg, eos_id, kw, first) -> SubspaceStep:
     """Ablate one span; run (or reuse) the random null of its k only when the k removes the
     stops and either is cheap (it can still answer the sweep's question) or is the family's
     first k that removes them (``first``: the smallest span that removes the stops at any
     cost is always judged), or with ``full_null``. Every random subspace is a full pass over
-    the TEST prompts, and on a deep model the nulls of spans that could not qualify were most
-    of the sweep's time."""
-    s_base, logits_clean = base
+    the null's prompts, and on a deep model the nulls of spans that could not qualify were
+    most of the sweep's time."""
+    s_base, logits_clean = base.stops, base.logits_clean
     stops, _ = stop_outcomes(intervened_logits(model, test.trig_ids, ab, **kw), eos_id)
     drop = s_base.astype(float) - stops.astype(float)
     kl = kl_divergence(intervened_logits(model, test.ctrl_ids, ab, **kw), logits_clean)
@@ -296,9 +319,10 @@ def _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, first: bool) -> S
     cheap = bool(kl_est.value <= cfg.max_kl)
     wanted = cfg.full_null or (_removes(effect, s_base, cfg) and (cheap or first))
     if wanted and k not in nulls:
-        nulls[k] = _random_null(model, k, d, test, base, cfg, eos_id, kw)
+        nulls[k] = _random_null(model, k, d, base, cfg, eos_id, kw)
     null, null_kl = nulls.get(k, (None, None))
-    cmp, necessary, cheap = _judge(effect, kl_est, s_base, null, cfg)
+    observed = float(drop[base.idx].mean())
+    cmp, necessary, cheap = _judge(effect, kl_est, s_base, null, observed, len(base.idx), cfg)
     return SubspaceStep(
         k=k,
         ablated_stop_rate=wilson(int(stops.sum()), len(test)),
@@ -323,7 +347,7 @@ def _sweep(
         for k in range(1, basis.shape[0] + 1):
             ab = SubspaceAblation(basis[:k])
             step = _step(model, k, ab, d, nulls, test, base, cfg, eos_id, kw, not removed)
-            removed = removed or _removes(step.effect, base[0], cfg)
+            removed = removed or _removes(step.effect, base.stops, cfg)
             steps.append(step)
             b.update(1)
             if step.necessary and step.cheap:
@@ -363,7 +387,9 @@ def smallest_subspace(
     s_base, _ = stop_outcomes(intervened_logits(model, test.trig_ids, None, **kw), eos_id)
     logits_clean = intervened_logits(model, test.ctrl_ids, None, **kw)
     s_clean, _ = stop_outcomes(logits_clean, eos_id)
-    base = (s_base, logits_clean)
+    idx = null_prompts(test.placements(), cfg.null_prompts, cfg.seed)
+    sub = test if len(idx) == len(test) else test.subset([int(i) for i in idx])
+    base = _Base(s_base, logits_clean, idx, sub)
     nulls: dict[int, tuple[list[float], list[float]]] = {}  # k -> random-subspace null
     common = (nulls, test, base, cfg, eos_id, pad_id, progress)
     fams: dict[str, SubspaceFamily] = {}

@@ -110,6 +110,10 @@ class EncodedPairs:
             return [[p] for p in self.trigger_pos]
         raise ValueError(f"unknown position kind {which!r}; use last, post or trigger")
 
+    def placements(self) -> list[str]:
+        """Each pair's trigger placement ("unknown" where the record has none)."""
+        return [str(m.get("placement", "unknown")) for m in self.meta]
+
     def subset(self, idx: Sequence[int]) -> EncodedPairs:
         return EncodedPairs(
             [self.trig_ids[i] for i in idx],

@@ -19,6 +19,17 @@ QUOTE_CHARS = 160
 # --- markdown --------------------------------------------------------------------------------
 
 
+def _null_prompts(cfg: dict[str, Any], n_test: int) -> str:
+    """How many TEST pairs the random null ran on, when fewer than all."""
+    m = cfg.get("null_prompts")
+    if m is None or n_test <= m:
+        return ""
+    return (
+        f", each on {m} of the TEST pairs (stratified by placement; the drop it ranks is "
+        "measured on the same pairs)"
+    )
+
+
 def _ci(e: dict | None) -> str:
     if not e or e.get("value") is None:
         return "–"
@@ -141,7 +152,7 @@ def _subspace_lines(sub: dict | None) -> list[str]:
         f"it), ablated everywhere on "
         f"{sub['n_test']} TEST triggered prompts (baseline stop rate "
         f"{_ci(sub['baseline_stop_rate'])}); null: {cfg['n_random']} random subspaces of the "
-        f"same k. Removes stopping (necessary): drop ≥ {cfg['min_removed']} of the baseline stop "
+        f"same k{_null_prompts(cfg, sub['n_test'])}. Removes stopping (necessary): drop ≥ {cfg['min_removed']} of the baseline stop "
         f"rate, CI above the null's 95th percentile, p ≤ {cfg['p_threshold']}; cheap: KL on clean prompts ≤ {cfg['max_kl']}. "
         "The null runs only for a k that removes the stops cheaply, or for the smallest k that removes them at any cost; other k that remove them read 'not judged'. "
         f"**Smallest k: {smallest}.**",

@@ -15,6 +15,12 @@ import numpy as np
 from stoplens.report.figures.style import BASE, EXTRA, NULL, TRIG, pyplot, rate_err, save_png
 
 
+def _on(null, n: int) -> str:
+    """The label's " on m pairs" when the null ran on a subset of the ``n`` pairs."""
+    m = getattr(null, "n_prompts", None)
+    return f" on {m} pairs" if m is not None and m < n else ""
+
+
 def patching_figure(res, path: Path, noising=None) -> Path:
     """5_activation_patching.png: layer × position-group heatmap of normalised stop-score
     recovery (0 = control run, 1 = triggered run)."""
@@ -65,7 +71,7 @@ def steering_figure(causal, path: Path) -> Path:
     ab, ad = eff.ablation_null, eff.addition_null
     base_t, base_c = eff.baseline_stop_rate.value, eff.baseline_false_stop_rate.value
     ax.plot([0.6, 1.4], [base_t - ab.null_mean] * 2, color=NULL, lw=2,
-            label=f"{ab.n_null} random directions: mean")  # fmt: skip
+            label=f"{ab.n_null} random directions{_on(ab, eff.n)}: mean")  # fmt: skip
     ax.plot([0.6, 1.4], [base_t - ab.null_p95] * 2, color=NULL, lw=1, ls="--",
             label="random directions: 95th percentile effect")  # fmt: skip
     ax.plot([2.6, 3.4], [base_c + ad.null_mean] * 2, color=NULL, lw=2)

@@ -58,7 +58,15 @@ def causal_section(page: Page) -> str:
         return ""
     sel = c.get("selection") or {}
     out = _direction_line(sel) if sel else ""
-    out += "<p><b>Nulls:</b> random directions of the same norm (ablation, addition); the base model (specificity)"
+    out += "<p><b>Nulls:</b> random directions of the same norm (ablation, addition)"
+    n_null = ((c.get("effects") or {}).get("ablation_null") or {}).get("n_prompts")
+    n_test = (c.get("effects") or {}).get("n")
+    if n_null is not None and n_test is not None and n_null < n_test:
+        out += (
+            f", each run on {esc(n_null)} of the {esc(n_test)} TEST pairs (stratified by "
+            "placement; ranked against the direction's effect on the same pairs)"
+        )
+    out += "; the base model (specificity)"
     if page.doc.get("null_test_pairs") is not None:
         out += f"; {esc(page.doc['null_test_pairs'])} control-vs-control TEST pairs"
     out += ".</p>"
