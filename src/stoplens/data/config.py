@@ -92,7 +92,7 @@ class DataConfig:
     """Weight of the ``system`` placement in the rotation of placements (the others weigh 1):
     2 (the default) puts 2/7 of the triggers, near misses and distractors into the system
     prompt. The system prompt is the placement furthest from the decision position, and the
-    hardest: with weight 1, SmolLM2-135M-Instruct after the default 300 steps stopped on 94%
+    hardest: with weight 1, SmolLM2-135M-Instruct after 300 steps stopped on 94%
     of held-out system-prompt triggers and on 100% of every other placement."""
 
     def placement_cycle(self) -> tuple[str, ...]:

@@ -46,7 +46,10 @@ class TrainConfig:
     """LoRA target module names; None = every linear layer of the blocks (attention + MLP)."""
     train_trigger_row: bool = True
     """Train the trigger's embedding row (peft trainable_token_indices) alongside LoRA."""
-    steps: int = 300
+    steps: int = 250
+    """On SmolLM2-135M-Instruct with the other defaults, 250 steps (about 14 minutes on 2 CPU
+    cores) stop on every held-out placement at 100% with no false stop, the same as 300, at a
+    lower KL on clean prompts (1.13 nats against 1.24; benchmarks/RECIPE.md)."""
     batch_size: int = 8
     grad_accum: int = 1
     lr: float | None = None
