@@ -283,3 +283,29 @@ def test_null_on_a_subset_ranks_the_effect_on_the_same_pairs(setup):
         _readout(pm.base, kw), pairs, steer, nulls=nulls, cost=False, examples=Examples(0)
     )
     assert base.ablation_null.p_value > 0.05
+
+
+def test_a_null_restricted_to_the_main_nulls_pairs_reuses_their_ablations(setup):
+    """A later effect (e.g. a held-out split) whose null runs on the main null's pairs
+    (`Nulls.pair_ids`) finds every random ablation in the cache: only its own additions run."""
+    from dataclasses import replace
+
+    pm, pairs, r, kw, _ = setup
+    readout, cache = _readout(pm.model, kw), OutcomeCache(pm.model, pm.eos_id)
+    main = Nulls(16, kw["n_boot"], max_prompts=20)
+    args = dict(cost=False, examples=Examples(0), cache=cache)
+    steering_effects(readout, pairs, Steering(r, pm.residual_layer, 1.0), nulls=main, **args)
+    ids = pairs.pair_ids()
+    chosen = frozenset(ids[i] for i in main.prompts(pairs.placements(), ids))
+    held = pairs.subset(range(12))
+    n_in = sum(ids[i] in chosen for i in range(12))
+    assert 8 <= n_in < 12
+    before = cache.forwards
+    out = steering_effects(
+        readout, held, Steering(r, pm.residual_layer, 2.0),
+        nulls=replace(main, pair_ids=chosen), **args,
+    )  # fmt: skip
+    assert out.ablation_null.n_prompts == n_in and out.ablation_effect.n == 12
+    assert cache.forwards - before == 12 + 16 * n_in  # its addition, and its null's additions
+    few = replace(main, pair_ids=frozenset(ids[:3]))  # under 8 of them: the usual subset
+    assert len(few.prompts(pairs.placements(), ids)) == 20

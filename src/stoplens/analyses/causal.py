@@ -139,12 +139,14 @@ class CausalConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclass_dict(self)
 
-    def nulls(self, heldout: bool = False) -> Nulls:
-        """The random-direction null and bootstrap of the TEST effects (or the held-out)."""
+    def nulls(self, heldout: bool = False, pair_ids: frozenset[str] | None = None) -> Nulls:
+        """The random-direction null and bootstrap of the TEST effects (or the held-out;
+        ``pair_ids``: run the null on those pairs only, see `Nulls.pair_ids`)."""
         n = self.n_random_heldout if heldout else self.n_random
         return Nulls(
-            n, self.n_boot, self.seed, n_kl=self.n_random_kl, max_prompts=self.null_prompts
-        )
+            n, self.n_boot, self.seed, n_kl=self.n_random_kl, max_prompts=self.null_prompts,
+            pair_ids=pair_ids,
+        )  # fmt: skip
 
     def patch_layers(self, n_layers: int) -> tuple[int, ...]:
         """The residual layers activation patching sweeps: all of 0..L, or for a model with
@@ -272,8 +274,17 @@ def _generalization(
     return placement_generalization(
         readout, train, test, fit_placements=fit, test_placements=held, layer=sel.layer,
         alpha=sel.alpha, reference_direction=sel.direction, position=cfg.position,
-        nulls=cfg.nulls(heldout=True), cache=cache, val_pairs=val, criteria=criteria,
+        nulls=cfg.nulls(heldout=True, pair_ids=null_pair_ids(test, cfg)), cache=cache,
+        val_pairs=val, criteria=criteria,
     )  # fmt: skip
+
+
+def null_pair_ids(test: EncodedPairs, cfg: CausalConfig) -> frozenset[str]:
+    """The ids of the TEST pairs the main effects' random null runs on. The held-out splits
+    run their nulls on the same pairs (those of their placements), so the random directions'
+    ablations there are cache hits, not new passes."""
+    ids = test.pair_ids()
+    return frozenset(ids[i] for i in cfg.nulls().prompts(test.placements(), ids))
 
 
 def run_causal(

@@ -4,8 +4,8 @@ effect compared with a null sample.
 Owns: `dataclass_dict` / `NO_JSON` (result dataclass -> JSON-ready dict), `NullComparison` /
 `null_comparison` (observed effect vs a null sample, empirical p), `mean_ci` (a per-prompt
 mean with its bootstrap CI), `Nulls` (how many random directions, prompts and resamples,
-which seed) and `null_prompts` (the prompts a random null runs on). Must not: run models, read files or plot. Intervals themselves
-are `stoplens.analyses.stats`'.
+which seed) and `null_prompts` (the prompts a random null runs on). Must not: run models,
+read files or plot. Intervals themselves are `stoplens.analyses.stats`'.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def dataclass_dict(obj: Any) -> dict[str, Any]:
 class NullComparison:
     """An observed effect against a null distribution of the same effect (e.g. random
     directions). ``p_value`` = (1 + #{null >= observed}) / (1 + n_null) (one-sided, effect
-    expected > null; ties count against the effect). ``n_prompts``: the prompts both the
-    observed effect and the null were measured on, when a subset (`null_prompts`)."""
+    expected > null; ties count against the effect). ``n_prompts``: how many prompts both the
+    observed effect and the null were measured on (`null_prompts`; None: not recorded)."""
 
     observed: float
     null: tuple[float, ...]
@@ -133,6 +133,10 @@ class Nulls:
     max_prompts: int | None = 48
     """On SmolLM2-135M-Instruct (95 TEST pairs) the 32 directions' passes were 6.2 of the
     causal suite's 28 minutes; on 48 prompts they take half."""
+    pair_ids: frozenset[str] | None = None
+    """Run the null only on the pairs with these ids (when at least 8 of the pairs have
+    one), e.g. a held-out split on the pairs of the main effects' null: the random
+    directions' ablations of those pairs are then already known (`OutcomeCache`)."""
 
     def __post_init__(self) -> None:
         if self.n_random < 16:
@@ -149,9 +153,17 @@ class Nulls:
         """The random unit directions [n_random, d] (`random_directions`)."""
         return random_directions(d, self.n_random, self.seed)
 
-    def prompts(self, labels: Sequence[str]) -> np.ndarray:
-        """`null_prompts` of prompts labelled ``labels``, with these settings."""
-        return null_prompts(labels, self.max_prompts, self.seed)
+    def prompts(self, labels: Sequence[str], ids: Sequence[str]) -> np.ndarray:
+        """The indices of the prompts (labelled ``labels``, pair ids ``ids``) the null runs
+        on: those in ``pair_ids`` (all when it is None, or when fewer than 8 are), then
+        `null_prompts` of them."""
+        cand = list(range(len(labels)))
+        if self.pair_ids is not None:
+            keep = [i for i in cand if ids[i] in self.pair_ids]
+            if len(keep) >= 8:
+                cand = keep
+        chosen = null_prompts([labels[i] for i in cand], self.max_prompts, self.seed)
+        return np.asarray(cand, dtype=np.int64)[chosen]
 
     def ci(self, x: np.ndarray) -> Estimate:
         """Mean over prompts with its bootstrap 95% CI."""

@@ -242,7 +242,7 @@ def _random_nulls(
     ``clean_logits``, the KL cost of the first ``nulls.n_kl``), on the prompts
     ``nulls.prompts`` chooses, with the selected direction's two effects on the same prompts
     (``observed``: what the rank test compares) and their number (``n_prompts``)."""
-    idx = nulls.prompts(pairs.placements())
+    idx = nulls.prompts(pairs.placements(), pairs.pair_ids())
     sub = pairs if len(idx) == len(pairs) else pairs.subset([int(i) for i in idx])
     base_t, base_c = out["triggered"][0][idx].mean(), out["clean"][0][idx].mean()
     null: dict[str, Any] = {"ablation": [], "addition": [], "kl": []}

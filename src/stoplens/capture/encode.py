@@ -114,6 +114,10 @@ class EncodedPairs:
         """Each pair's trigger placement ("unknown" where the record has none)."""
         return [str(m.get("placement", "unknown")) for m in self.meta]
 
+    def pair_ids(self) -> list[str]:
+        """Each pair's id (its record's ``pair_id``; the row number where it has none)."""
+        return [str(m.get("pair_id", i)) for i, m in enumerate(self.meta)]
+
     def subset(self, idx: Sequence[int]) -> EncodedPairs:
         return EncodedPairs(
             [self.trig_ids[i] for i in idx],
