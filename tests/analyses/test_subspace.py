@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from stoplens.analyses.component_suite import _subspace_condition
 from stoplens.analyses.subspace import (
     SubspaceConfig,
     independent_span,
@@ -53,6 +54,8 @@ def test_base_model_has_no_smallest_k(planted):
     assert sub.baseline_stop_rate.value == 0.0
     assert sub.smallest_k is None
     assert all(not s.necessary for s in sub.families["train_delta"].steps)
+    what, _ = _subspace_condition(sub)
+    assert what.endswith("k = 2; it did not remove stopping)")
 
 
 def test_random_null_runs_only_where_k_can_be_the_answer(planted, monkeypatch):
@@ -80,6 +83,8 @@ def test_random_null_runs_only_where_k_can_be_the_answer(planted, monkeypatch):
     assert second.null is None and second.kl_null_mean is None and not second.cheap
     assert sub.families["component_writes"].steps[0].necessary is True
     json.dumps(sub.to_dict(), allow_nan=False)
+    what, basis = _subspace_condition(sub)  # the generations' condition says why it is not k
+    assert "k = 2; it removes the stops, but not cheaply: KL" in what and basis.shape[0] == 2
     calls.clear()
     full = smallest_subspace(
         pm.model, train, test, config=dataclasses.replace(dear, full_null=True), **kw

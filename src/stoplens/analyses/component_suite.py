@@ -26,7 +26,12 @@ from stoplens.analyses.components import ComponentConfig, ComponentResult, compo
 from stoplens.analyses.directions import DirectionSelection
 from stoplens.analyses.generations import Condition, GenerationSet, generate_conditions
 from stoplens.analyses.results import dataclass_dict
-from stoplens.analyses.subspace import SubspaceConfig, SubspaceResult, smallest_subspace
+from stoplens.analyses.subspace import (
+    SubspaceConfig,
+    SubspaceResult,
+    removes_stops,
+    smallest_subspace,
+)
 from stoplens.analyses.weights import WeightView, weight_view
 from stoplens.capture.encode import EncodedPairs
 from stoplens.capture.sites import Component
@@ -82,9 +87,21 @@ def _subspace_condition(sub: SubspaceResult | None) -> tuple[str, torch.Tensor] 
     last = sub.families.get("train_delta")
     if last is None or not last.steps:
         return None
-    k = last.steps[-1].k
-    what = f"largest subspace tried ({last.name}, k = {k}; it did not remove stopping)"
-    return what, last.basis[:k]
+    step = last.steps[-1]
+    what = f"largest subspace tried ({last.name}, k = {step.k}; {_why_not(sub, step)})"
+    return what, last.basis[: step.k]
+
+
+def _why_not(sub: SubspaceResult, step) -> str:
+    """Why a swept span is not the answer: it leaves the stops, it is not cheap, or it does
+    not beat the random null."""
+    if not removes_stops(step.effect.value, sub.baseline_stop_rate.value, sub.config.min_removed):
+        return "it did not remove stopping"
+    if not step.cheap:
+        return (
+            f"it removes the stops, but not cheaply: KL {step.kl.value:.3g} nats on clean prompts"
+        )
+    return "it removes the stops, but not beyond random subspaces"
 
 
 def _generation_conditions(

@@ -285,9 +285,14 @@ def _random_null(model, k, d, base: _Base, cfg, eos_id, kw) -> tuple[list[float]
     return null, null_kl
 
 
+def removes_stops(drop: float, baseline_rate: float, min_removed: float) -> bool:
+    """A span's drop in stop rate reaches ``min_removed`` of the baseline stop rate (and is
+    positive): it removes the stops, whatever it costs and whatever the null says."""
+    return bool(drop >= min_removed * baseline_rate and drop > 0)
+
+
 def _removes(effect: Estimate, s_base, cfg) -> bool:
-    """The drop reaches ``min_removed`` of the baseline stop rate (and is positive)."""
-    return bool(effect.value >= cfg.min_removed * float(s_base.mean()) and effect.value > 0)
+    return removes_stops(effect.value, float(s_base.mean()), cfg.min_removed)
 
 
 def _judge(effect: Estimate, kl: Estimate, s_base, null, observed: float, n_null: int, cfg):
