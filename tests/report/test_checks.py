@@ -141,6 +141,17 @@ def test_causal_checks(kw, key, expected):
         assert "not cheap" in c[key].note
 
 
+def test_a_null_on_fewer_pairs_is_named_in_the_check():
+    from dataclasses import replace
+
+    res = f.causal()
+    res.sufficient = replace(res.sufficient, null_prompts=48)  # measured on 96 pairs
+    res.necessary = replace(res.necessary, null_prompts=96)
+    _, c = _checks(causal=res)
+    assert "random null on 48 of the 96 pairs" in c["sufficient"].note
+    assert "random null on" not in c["necessary"].note
+
+
 def test_base_model_control_is_information_not_a_failure():
     _, c = _checks(causal=f.causal(base_stop=1.0))
     assert c["base_control"].passed is None and c["base_control"].tier == "info"

@@ -44,7 +44,9 @@ COST = "ablation leaves clean next-token distributions nearly unchanged (KL)"
 class Evidence:
     """One verdict-ready number: ``measured`` (value, 95% CI, n), its null (mean, 95th
     percentile, empirical one-sided p; None where the claim has no null), the
-    control-direction value where there is one, and the thresholds to judge it by."""
+    control-direction value where there is one, and the thresholds to judge it by.
+    ``null_prompts``: the pairs a random-direction null ran on (its p ranks the effect on
+    those same pairs; ``measured`` uses all of them)."""
 
     claim: str
     measured: Estimate
@@ -54,6 +56,7 @@ class Evidence:
     control: float | None
     thresholds: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    null_prompts: int | None = None
 
     @classmethod
     def of_effect(
@@ -76,6 +79,7 @@ class Evidence:
             control=control,
             thresholds=thresholds,
             details=details,
+            null_prompts=null.n_prompts,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -87,11 +87,14 @@ def _effect_check(ev, claim: str, key: str, prereq: list[tuple[bool, str]]) -> C
     note = ev.claim
     if ev.p_value is not None:
         note += f"; empirical p = {ev.p_value:.3g}"
+    m = ev.measured
+    on = getattr(ev, "null_prompts", None)
+    if ev.p_value is not None and on is not None and on < m.n:
+        note += f" (random null on {on} of the {m.n} pairs, ranked by the effect on those pairs)"
     if ev.control is not None:
         note += f"; control-vs-control direction: {fmt(ev.control)}"
     if failed:
         note += "; FAILS because " + "; ".join(failed)
-    m = ev.measured
     return Check(
         "causal",
         claim,
