@@ -22,16 +22,17 @@ against ``n_random`` random k-dimensional subspaces (the null; empirical one-sid
 is the mean KL(ablated || original) of the next-token distribution on the clean TEST prompts,
 beside the mean KL of the first ``n_random_kl`` random subspaces. k *removes stopping* (is
 necessary) when the drop is at least ``min_removed`` (0.9) of the baseline stop rate, its CI
-lies above the null's 95th percentile and p <= ``p_threshold`` (the null runs on at most
+lies above the null's 95th percentile and p <= ``p_threshold``. The null runs on at most
 ``null_prompts`` TEST pairs, stratified by placement, and ranks the span's drop on the same
-pairs) (a direction that removes the
-stop on only the prompts one of two heads serves, as in the planted "two_heads" model, does
-not); *cheap* when the KL is at most ``max_kl``. The smallest k that is both is reported (None if no k up to
-``k_max`` is); the sweep stops there. The random null of a k runs only when that k can still
-be the answer (it removes ``min_removed`` of the stops and is cheap) or is the family's first k
-that removes them (``full_null`` runs it at every k); any other k that removes the stops reads
-"not judged" for necessity. On SmolLM2-135M-Instruct every k up to 4 removed every stop at a KL of 0.5-4.5 nats, and the 160
-random subspaces of those nulls were 17 of the sweep's 19 minutes.
+pairs. A direction that removes the stop on only the prompts one of two heads serves, as in
+the planted "two_heads" model, does not remove stopping. k is *cheap* when the KL is at most
+``max_kl``. The smallest k that is both is reported (None if no k up to ``k_max`` is); the
+sweep stops there. The random null of a k runs only when that k can still be the answer (it
+removes ``min_removed`` of the stops and is cheap) or is the family's first k that removes
+them (``full_null`` runs it at every k); any other k that removes the stops reads "not
+judged" for necessity. On SmolLM2-135M-Instruct every k up to 4 removed every stop at a KL
+of 0.5-4.5 nats, and the 160 random subspaces of those nulls were 17 of the sweep's 19
+minutes (before they ran on 48 pairs).
 
 Owns: fitting the two families and the sweep. Must not: plot or write files.
 """
