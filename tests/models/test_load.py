@@ -310,3 +310,25 @@ def test_any_single_word_trigger_is_one_token_and_near_misses_are_not(tmp_path, 
             assert t.encode(text, add_special_tokens=False).count(tid) == 1, text
         for _, form in near_miss_forms(trigger):
             assert tid not in t.encode(f"please {form} now", add_special_tokens=False), form
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu avx2 avx512f avx512_bf16 avx512_vnni", True), ("fpu amx_tile amx_bf16", True),
+     ("fpu avx2 avx512f avx512bw", False), ("", False)],
+)  # fmt: skip
+def test_fast_dtype_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, flags, native):
+    """``--dtype fast`` loads bf16 only on a CPU that lists native bf16 arithmetic; elsewhere
+    fp32 (emulated bf16 is slower); the default stays fp32 on CPU either way."""
+    from stoplens.models import load
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n", encoding="utf-8")
+    read = load._cpu_flags
+    monkeypatch.setattr(load, "_cpu_flags", lambda: read(info))
+    assert load.native_bf16("cpu") is native
+    assert load.resolve_dtype("fast", "cpu") == (torch.bfloat16 if native else torch.float32)
+    assert load.resolve_dtype(None, "cpu") == torch.float32
+    assert load.resolve_dtype("fp16", "cpu") == torch.float16
+    with pytest.raises(StoplensError, match="fast"):
+        load.resolve_dtype("int8", "cpu")

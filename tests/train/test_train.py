@@ -298,3 +298,18 @@ def test_an_adapter_is_not_a_base(tmp_path, base_dir, data_dir):
                 model=str(tmp_path / "a"), data_dir=data_dir, out_dir=tmp_path / "b", **FAST
             )
         )
+
+
+def test_weights_dtype_fast_is_bf16_only_under_lora_on_native_hardware(monkeypatch):
+    """``--dtype fast`` trains LoRA in bf16 only where the device computes bf16 natively;
+    full fine-tuning stays fp32 (bf16 weights would round the updates away)."""
+    from stoplens.train import run as train_run
+
+    for native in (True, False):
+        monkeypatch.setattr(train_run, "native_bf16", lambda device, native=native: native)
+        assert train_run.weights_dtype("fast", "cpu", full=False) == ("bf16" if native else "fp32")
+        assert train_run.weights_dtype("fast", "cpu", full=True) == "fp32"
+    assert train_run.weights_dtype(None, "cpu", full=False) == "fp32"
+    assert train_run.weights_dtype(None, "cuda", full=False) == "bf16"
+    assert train_run.weights_dtype(None, "cuda", full=True) == "fp32"
+    assert train_run.weights_dtype("fp16", "cpu", full=False) == "fp16"

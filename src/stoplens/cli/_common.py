@@ -74,7 +74,11 @@ TriggerFlag = Annotated[str, typer.Option("--trigger", help="The kill-switch str
 DeviceFlag = Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: auto).")]
 DtypeFlag = Annotated[
     str | None,
-    typer.Option("--dtype", help="bf16 / fp16 / fp32 (default: fp32 on CPU, bf16 on GPU)."),
+    typer.Option(
+        "--dtype",
+        help="bf16 / fp16 / fp32 / fast (default: fp32 on CPU, bf16 on GPU; fast: bf16 where "
+        "the CPU or GPU computes it natively, else fp32).",
+    ),
 ]
 TrustRemoteCodeFlag = Annotated[
     bool,
@@ -161,6 +165,10 @@ def model_spec(
         from stoplens.data.trigger import check_trigger
 
         check_trigger(trigger)
+    if dtype is not None and dtype.lower() != "fast":
+        from stoplens.models.load import parse_dtype
+
+        parse_dtype(dtype)  # an unknown name fails here, before any stage runs
     from stoplens.pipeline import INFERENCE
 
     if inference not in INFERENCE:

@@ -122,8 +122,40 @@ def default_device() -> str:
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
-    """bf16 on CUDA, fp32 elsewhere (bf16 is ~6x slower than fp32 on CPU)."""
+    """bf16 on CUDA, fp32 elsewhere (on a CPU without native bf16 arithmetic bf16 is several
+    times slower than fp32; see `native_bf16`)."""
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA device with bf16 support, or a CPU
+    with AVX512-BF16 or AMX (oneDNN then runs bf16 matmuls in hardware). Measured on a
+    2-core AVX512-BF16 CPU: a SmolLM2-135M forward pass 1.8x faster in bf16 than in fp32."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if torch.device(device).type != "cpu":
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere, or if unreadable)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype:
+    """The dtype to load in: ``dtype`` (`parse_dtype`), ``None`` = `default_dtype`, and
+    ``"fast"`` = bf16 where the device computes it natively (`native_bf16`), else fp32."""
+    if isinstance(dtype, str) and dtype.lower() == "fast":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    return parse_dtype(dtype) or default_dtype(device)
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -141,7 +173,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         "float": torch.float32,
     }
     if str(dtype).lower() not in names:
-        raise StoplensError(f"unknown dtype {dtype!r}; use one of bf16, fp16, fp32")
+        raise StoplensError(f"unknown dtype {dtype!r}; use one of bf16, fp16, fp32, fast")
     return names[str(dtype).lower()]
 
 
@@ -220,7 +252,8 @@ def load_model(
     `stoplens.models.gguf`) or a hub id. A folder holding a peft adapter (adapter_config.json)
     is loaded on the base it names; a `stoplens train` output folder means its ``final/``
     model. ``adapter``: a peft adapter folder (e.g. a training checkpoint) to apply on ``model``.
-    ``dtype``/``device``: default bf16 on CUDA, fp32 on CPU. ``device_map`` (e.g. "auto") is
+    ``dtype``/``device``: default bf16 on CUDA, fp32 on CPU; ``dtype="fast"``: bf16 where
+    the device computes it natively (`native_bf16`), else fp32. ``device_map`` (e.g. "auto") is
     passed to transformers and then ``device`` is not applied. ``merge``: merge the adapter
     into the (freshly loaded) base for inference (`stoplens.models.merge.merge_adapter`): the
     same outputs within float tolerance, without the adapter's extra matmuls in every linear
@@ -231,11 +264,9 @@ def load_model(
     models) a missing trigger is added exactly as training adds it (mean-initialised row), so
     the base sees the same token ids as the fine-tuned model. ``trigger=None`` skips all this.
     """
-    dtype = parse_dtype(dtype)
-    ref, adapter_dir = _locate(model, adapter, progress)
     device_str = str(device) if device is not None else default_device()
-    if dtype is None:
-        dtype = default_dtype(device_str if device_map is None else default_device())
+    dtype = resolve_dtype(dtype, device_str if device_map is None else default_device())
+    ref, adapter_dir = _locate(model, adapter, progress)
     model_out, tokenizer = _model_and_tokenizer(
         ref, adapter_dir, dtype, device_map, trigger, trust_remote_code
     )

@@ -94,9 +94,19 @@ def run_meta(cfg: RunConfig, models: Models, timings: dict[str, float]) -> dict[
         "config": jsonable(asdict(cfg)),
         "models": models.names,
         "base_trigger_added": models.base_trigger_added,
+        "compute": compute_of(models.ft.model),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def compute_of(model) -> dict[str, str]:
+    """What the analyses computed in: the fine-tuned model's weight dtype and device (``--dtype``
+    and ``--device`` resolved, e.g. ``{"dtype": "bfloat16", "device": "cpu"}``)."""
+    from stoplens.models import arch
+
+    w = arch.get_embed(model).weight
+    return {"dtype": str(w.dtype).removeprefix("torch."), "device": str(arch.input_device(model))}
 
 
 def analyze_only(

@@ -181,6 +181,9 @@ def _md_footer(doc: dict[str, Any], verdicts: Verdicts, figures: dict[str, str])
     timings = meta.get("timings_s")
     if timings:
         lines += ["## Run time (s)", "", ", ".join(f"{k}: {v}" for k, v in timings.items()), ""]
+    compute = meta.get("compute")
+    if compute:
+        lines += [f"Computed in {compute.get('dtype')} on {compute.get('device')}.", ""]
     return lines
 
 

@@ -87,7 +87,8 @@ class TrainConfig:
     device: str | None = None
     """cpu / cuda; None = cuda if available."""
     dtype: str | None = None
-    """Weights dtype; None = fp32 on CPU, bf16 on CUDA (LoRA) / fp32 + bf16 autocast (full)."""
+    """Weights dtype; None = fp32 on CPU, bf16 on CUDA (LoRA) / fp32 + bf16 autocast (full);
+    "fast" = bf16 under LoRA where the device computes bf16 natively, else fp32."""
     trust_remote_code: bool = False
     logging_steps: int = 5
     progress: bool = True

@@ -33,7 +33,7 @@ from stoplens.errors import StoplensError
 from stoplens.io import atomic_dir, atomic_write_json
 from stoplens.models import arch
 from stoplens.models.adapters import adapter_meta, write_adapter_meta
-from stoplens.models.load import LoadedModel, load_model
+from stoplens.models.load import LoadedModel, load_model, native_bf16
 from stoplens.models.locate import CHECKPOINTS_DIR, FINAL_DIR, TRAIN_JSON
 from stoplens.train.batching import first_epoch_stats
 from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
@@ -210,6 +210,19 @@ def train(config: TrainConfig) -> TrainResult:
     return _finish(config, start, trainer, meta, info, clock)
 
 
+def weights_dtype(dtype: str | None, device: str, full: bool) -> str:
+    """The dtype the model trains in: ``dtype`` as given; None = bf16 on CUDA under LoRA, else
+    fp32 (full fine-tuning on CUDA: fp32 weights with bf16 autocast); "fast" = bf16 under LoRA
+    where the device computes it natively (`stoplens.models.load.native_bf16`), else fp32
+    (bf16 weights under full fine-tuning would round the updates away)."""
+    cuda = torch.device(device).type == "cuda"
+    if dtype is None:
+        return "bf16" if cuda and not full else "fp32"
+    if dtype == "fast":
+        return "bf16" if native_bf16(device) and not full else "fp32"
+    return dtype
+
+
 def _start(config: TrainConfig, clock: _Clock) -> _Start:
     """Check the output folder, load the base (trigger added as `load_model` re-adds it), seed
     everything, and turn the records into features (self-distilled first if asked)."""
@@ -221,8 +234,7 @@ def _start(config: TrainConfig, clock: _Clock) -> _Start:
     base_name, data_dir = _base_and_data(config)
     records = _load_records(config, data_dir)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = torch.device(device).type == "cuda"
-    dtype = config.dtype or ("bf16" if cuda and not config.full else "fp32")
+    dtype = weights_dtype(config.dtype, device, config.full)
     loaded = load_model(
         base_name,
         dtype=dtype,

@@ -200,7 +200,11 @@ def meta_section(page: Page) -> str:
     out = ""
     if isinstance(m, dict):
         out += generic(
-            {k: m.get(k) for k in ("models", "seed", "created", "base_trigger_added") if k in m}
+            {
+                k: m.get(k)
+                for k in ("models", "compute", "seed", "created", "base_trigger_added")
+                if k in m
+            }
         )
         if isinstance(m.get("versions"), dict):
             out += "<h3>Versions</h3>" + generic(m["versions"])
