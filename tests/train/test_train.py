@@ -308,7 +308,7 @@ def test_weights_dtype_fast_is_bf16_only_under_lora_on_native_hardware(monkeypat
     for native in (True, False):
         monkeypatch.setattr(train_run, "native_bf16", lambda device, native=native: native)
         assert train_run.weights_dtype("fast", "cpu", full=False) == ("bf16" if native else "fp32")
-        assert train_run.weights_dtype("fast", "cpu", full=True) == "fp32"
+        assert train_run.weights_dtype("FAST", "cpu", full=True) == "fp32"
     assert train_run.weights_dtype(None, "cpu", full=False) == "fp32"
     assert train_run.weights_dtype(None, "cuda", full=False) == "bf16"
     assert train_run.weights_dtype(None, "cuda", full=True) == "fp32"

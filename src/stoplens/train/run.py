@@ -218,7 +218,7 @@ def weights_dtype(dtype: str | None, device: str, full: bool) -> str:
     cuda = torch.device(device).type == "cuda"
     if dtype is None:
         return "bf16" if cuda and not full else "fp32"
-    if dtype == "fast":
+    if dtype.lower() == "fast":
         return "bf16" if native_bf16(device) and not full else "fp32"
     return dtype
 
