@@ -88,7 +88,7 @@ def _effect_check(ev, claim: str, key: str, prereq: list[tuple[bool, str]]) -> C
     if ev.p_value is not None:
         note += f"; empirical p = {ev.p_value:.3g}"
     m = ev.measured
-    on = getattr(ev, "null_prompts", None)
+    on = ev.null_prompts
     if ev.p_value is not None and on is not None and on < m.n:
         note += f" (random null on {on} of the {m.n} pairs, ranked by the effect on those pairs)"
     if ev.control is not None:
