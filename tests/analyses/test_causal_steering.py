@@ -136,6 +136,36 @@ def test_primitives(setup):
     assert cnt.tolist() == [len(s) - 1 for s in seqs] and nll[1] == pytest.approx(one[0], rel=1e-4)
 
 
+def _uncached_greedy(model, seq, n, eos, iv, pad):
+    """The reference: one full pass over prompt + reply so far per token."""
+    out: list[int] = []
+    for _ in range(n):
+        t = int(intervened_logits(model, [list(seq) + out], iv, pad_id=pad)[0].argmax())
+        out.append(t)
+        if t == eos:
+            break
+    return out
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "gpt2"])
+def test_cached_greedy_equals_full_passes_under_interventions(family):
+    """The key/value-cached greedy loop gives the tokens of full passes, with an ablation, an
+    addition or nothing active, on every family (and stops right after EOS)."""
+    pm = build_planted(family)
+    pad = pm.tokenizer.pad_token_id
+    recs = planted_pair_records(6, 5)
+    pairs = encode_pairs(pm.tokenizer, recs, pm.trigger_id)
+    r = pm.direction
+    seqs = pairs.ctrl_ids[:3] + pairs.trig_ids[:2]
+    torch.manual_seed(0)
+    noise = torch.randn_like(r)
+    for iv in (None, Ablation(r), Addition(r, pm.residual_layer), Ablation(noise)):
+        got = greedy_tokens(pm.model, seqs, 6, pm.eos_id, iv, pad_id=pad)
+        want = [_uncached_greedy(pm.model, s, 6, pm.eos_id, iv, pad) for s in seqs]
+        assert got == want
+    assert greedy_tokens(pm.model, pairs.trig_ids[:1], 6, pm.eos_id, pad_id=pad) == [[pm.eos_id]]
+
+
 def test_null_comparison_and_random_directions():
     nc = null_comparison(0.9, [0.0] * 19 + [0.95])
     assert nc.p_value == pytest.approx(2 / 21) and nc.null_p95 < 0.9 and nc.beyond_null

@@ -13,6 +13,8 @@ from stoplens.analyses.dynamics import checkpoint_dynamics
 from stoplens.analyses.generalization import cross_model, placement_generalization
 from stoplens.analyses.results import Nulls
 from stoplens.capture.encode import encode_pairs, swap_pairs
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation, unit
 from stoplens.interventions.readout import Readout
 from stoplens.models.planted import build_planted, planted_pair_records
 
@@ -160,6 +162,30 @@ def test_checkpoint_dynamics_series(planted, splits, result, capsys, monkeypatch
     assert series.ablation_effect_own[1] == 1.0 and series.cos_own_to_fixed[1] > 0.99
     assert series.metrics == {"layerwise_peak": (None, 1.5)}
     json.dumps(series.to_dict(), allow_nan=False)
+
+
+def test_checkpoint_dynamics_reads_a_cached_model_through_its_cache(planted, splits, result):
+    """A checkpoint that is the final model itself reads the outcomes the causal suite already
+    computed (same numbers, fewer forward passes); another model never uses that cache."""
+    train, _, test, _ = splits
+    kw = dict(
+        eos_id=planted.eos_id, layer=result.selection.layer,
+        pad_id=planted.tokenizer.pad_token_id, direction=result.selection.direction,
+        fit_pairs=train.subset(range(16)),
+    )  # fmt: skip
+    pairs = test.subset(range(12))
+    ckpts = [(10, planted.model), (0, lambda: planted.base)]
+    plain = checkpoint_dynamics(ckpts, pairs, **kw)
+    cache = OutcomeCache(planted.model, planted.eos_id)
+    readout = Readout(planted.model, planted.eos_id, planted.tokenizer.pad_token_id)
+    cache.read(readout, pairs.trig_ids, None)
+    cache.read(readout, pairs.ctrl_ids, None)
+    cache.read(readout, pairs.trig_ids, Ablation(unit(result.selection.direction)))
+    before = cache.forwards
+    cached = checkpoint_dynamics(ckpts, pairs, caches=(cache,), **kw)
+    assert cached.to_dict() == plain.to_dict()
+    assert cache.hits >= 3 * len(pairs)  # stop, false stop and the fixed ablation: all reused
+    assert cache.forwards - before == len(pairs)  # only the own direction's ablation ran
 
 
 def test_config_validation():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stoplens.analyses.logit_lens import logit_lens_delta
+from stoplens.analyses.logit_lens import eos_rank_at, logit_lens_delta
 from stoplens.analyses.token_readout import token_label
 from stoplens.capture.extract import model_device, unembed
 
@@ -108,3 +108,13 @@ def test_eos_enters_the_lens_at_the_planted_layer_and_not_for_the_fixed_token(ca
         entered = f.eos_rank[j] <= cfg.entry_k and v >= cfg.entry_min_dlogprob
         assert not (entered and v > r.null.eos_dlogprob_p95[j])
     assert r.intermediate == [j for j, layer in enumerate(r.layers) if 0 < layer < 4]
+
+
+def test_eos_rank_at_is_the_lens_rank_computed_alone(case):
+    """The single number the checkpoint series reads equals the full lens's, at every layer."""
+    r = _result(case)
+    vocab = r.vocab_size
+    for j in (0, len(r.layers) // 2, len(r.layers) - 1):
+        got = eos_rank_at(case.pm.model, case.ds, r.eos_id, vocab, j)
+        assert got == r.trigger.eos_rank[j]
+    assert eos_rank_at(case.pm.model, case.ds, r.eos_id, vocab) == r.trigger.eos_rank[-1]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stoplens.analyses.lowrank import LowrankConfig, loo_cosines, lowrank
+from stoplens.analyses.lowrank import LowrankConfig, loo_cosines, lowrank, top1_energy_share
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -156,3 +156,13 @@ def test_iterative_bootstrap_eigenvalues_match_the_exact_ones(monkeypatch):
     iter_e, iter_p = lr._boot_spectrum(x, w, q=10)
     np.testing.assert_allclose(iter_e, exact_e, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(iter_p, exact_p, rtol=1e-6, atol=1e-9)
+
+
+def test_top1_energy_share_is_the_spectrum_value_at_one_layer(case):
+    r = _result(case)
+    for layer in (0, case.answer, case.ds.n_layers):
+        j = case.ds.layer_pos(layer)
+        x = case.ds.delta("last")[:, j, 0].double().numpy()
+        want = r.trigger.energy_top1.value[j]  # NaN where Δ = 0 (residual 0 at the last position)
+        np.testing.assert_allclose(top1_energy_share(x), want, rtol=0, atol=1e-12, equal_nan=True)
+    assert np.isnan(top1_energy_share(np.zeros((4, 8))))

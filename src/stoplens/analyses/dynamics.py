@@ -23,7 +23,8 @@ from stoplens.analyses.generalization import direction_cosine
 from stoplens.analyses.results import dataclass_dict
 from stoplens.analyses.stats import Estimate, wilson
 from stoplens.capture.encode import EncodedPairs
-from stoplens.interventions.primitives import Ablation
+from stoplens.interventions.cache import OutcomeCache
+from stoplens.interventions.primitives import Ablation, Intervention, unit
 from stoplens.interventions.readout import Readout
 from stoplens.progress import bar as progress_bar
 
@@ -60,11 +61,17 @@ def _one_checkpoint(
     direction: torch.Tensor | None,
     fit_pairs: EncodedPairs | None,
     position: str,
+    cache: OutcomeCache | None = None,
 ) -> dict[str, Any]:
-    """The row of one checkpoint (see `CheckpointSeries`), metrics aside."""
+    """The row of one checkpoint (see `CheckpointSeries`), metrics aside; ``cache``: outcomes
+    already computed on this checkpoint's model (e.g. the final model's)."""
     n = len(pairs)
-    s_t, _ = readout.outcomes(pairs.trig_ids)
-    s_c, _ = readout.outcomes(pairs.ctrl_ids)
+
+    def outcomes(seqs, iv: Intervention | None = None):
+        return readout.outcomes(seqs, iv) if cache is None else cache.read(readout, seqs, iv)
+
+    s_t, _ = outcomes(pairs.trig_ids)
+    s_c, _ = outcomes(pairs.ctrl_ids)
     row: dict[str, Any] = {
         "stop": wilson(int(s_t.sum()), n),
         "false": wilson(int(s_c.sum()), n),
@@ -75,7 +82,7 @@ def _one_checkpoint(
     }
 
     def effect(v: torch.Tensor) -> float:
-        return float(s_t.mean() - readout.outcomes(pairs.trig_ids, Ablation(v))[0].mean())
+        return float(s_t.mean() - outcomes(pairs.trig_ids, Ablation(unit(v)))[0].mean())
 
     if direction is not None:
         row["fixed"] = effect(direction)
@@ -105,6 +112,7 @@ def checkpoint_dynamics(
     position: str = "last",
     metrics: Mapping[str, Metric] | None = None,
     batch_size: int = 32,
+    caches: Sequence[OutcomeCache] = (),
     progress: bool = False,
 ) -> CheckpointSeries:
     """Per checkpoint (``(step, model)``; a zero-argument loader may stand in for the model
@@ -112,6 +120,8 @@ def checkpoint_dynamics(
     ablation effect of ``direction`` and/or of the checkpoint's own mean difference at
     ``layer`` fitted on ``fit_pairs``, and ``metrics[name](step, model)`` for each extra
     metric (e.g. layerwise peak, PC1 share, EOS rank from the correlational analyses).
+    ``caches``: `OutcomeCache`s of models a checkpoint may be (a loader may return the final
+    model itself): that checkpoint reads its outcomes through the cache of its model.
     ``progress``: a bar with one tick per checkpoint."""
     if direction is None and fit_pairs is None:
         raise ValueError("checkpoint_dynamics: give a direction, fit_pairs, or both")
@@ -121,7 +131,8 @@ def checkpoint_dynamics(
     for step, m in sorted(checkpoints, key=lambda x: x[0]):
         model = m if isinstance(m, nn.Module) else m()
         readout = Readout(model, eos_id, pad_id, batch_size)
-        row = _one_checkpoint(readout, pairs, layer, direction, fit_pairs, position)
+        cache = next((c for c in caches if c.model is model), None)
+        row = _one_checkpoint(readout, pairs, layer, direction, fit_pairs, position, cache)
         values = {name: f(int(step), model) for name, f in metrics.items()}
         row["step"] = int(step)
         row["metrics"] = {k: None if v is None else float(v) for k, v in values.items()}

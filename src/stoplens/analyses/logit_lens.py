@@ -298,6 +298,23 @@ def _eos_entry(
     return replace(trig, eos_first_layer=first, eos_first_layer_ci=first_ci, eos_entry_share=share)
 
 
+@torch.no_grad()
+def eos_rank_at(model: nn.Module, ds: DeltaSet, eos_id: int, vocab: int, index: int = -1) -> int:
+    """EOS's rank (1 = most amplified) in the mean Δlogits of the captured layer ``index``
+    (default the last): ``LensSide.eos_rank[index]`` of the trigger side, computed alone (same
+    chunks, same sums) for callers that need only this number (e.g. one per checkpoint)."""
+    h_t, h_c = ds.triggered("last")[:, index, 0], ds.control("last")[:, index, 0]
+    chunk = LogitLensConfig.chunk
+    acc = torch.zeros(vocab, dtype=torch.float64, device=model_device(model))
+    for s in range(0, h_t.shape[0], chunk):
+        dl = (
+            unembed(model, h_t[s : s + chunk])[:, :vocab]
+            - unembed(model, h_c[s : s + chunk])[:, :vocab]
+        )
+        acc += dl.double().sum(0)
+    return rank_of((acc / h_t.shape[0]).cpu().numpy(), eos_id)
+
+
 def _eos_z(rows: np.ndarray, eos: int) -> np.ndarray:
     """EOS's z-score against the vocabulary in each row of ``rows`` [k, V] -> [k]."""
     return np.array([zscore_of(row, eos) for row in rows])

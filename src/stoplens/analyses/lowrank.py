@@ -191,6 +191,14 @@ def _svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u.numpy(), s.numpy(), vt.numpy()
 
 
+def top1_energy_share(x: np.ndarray) -> float:
+    """Share of the (uncentred) energy of the Δs ``x`` [n, d] on their first singular vector:
+    ``SpectrumStats.energy_top1``'s value at one layer, without the intervals."""
+    _, s, _ = _svd(np.ascontiguousarray(x, dtype=np.float64))
+    ev = s**2
+    return float(ev[0] / ev.sum()) if ev.sum() > 0 else float("nan")
+
+
 def spectrum_stats(x: np.ndarray, cfg: LowrankConfig) -> tuple[SpectrumStats, dict]:
     """`SpectrumStats` of Δs ``x`` [n, k, d] (float64) plus per-layer extras (top direction,
     PCs, mean) for the caller."""

@@ -164,17 +164,52 @@ def greedy_tokens(
     pad_id: int = 0,
     batch_size: int = 32,
 ) -> list[list[int]]:
-    """Up to ``n_tokens`` greedy reply tokens per prompt (stopping after EOS), batched, with
-    ``intervention`` active on every step. Meant for a handful of report examples."""
-    outs: list[list[int]] = [[] for _ in seqs]
-    active = list(range(len(seqs)))
-    for _ in range(n_tokens):
-        if not active:
-            break
-        cur = [list(seqs[i]) + outs[i] for i in active]
-        logits = intervened_logits(model, cur, intervention, pad_id=pad_id, batch_size=batch_size)
-        nxt = logits.argmax(dim=-1).tolist()
-        for i, t in zip(active, nxt, strict=True):
-            outs[i].append(int(t))
-        active = [i for i in active if outs[i][-1] != eos_id]
+    """Up to ``n_tokens`` greedy reply tokens per prompt (stopping after EOS), with
+    ``intervention`` active on every step. Meant for a handful of report examples.
+
+    One prompt at a time, with the model's key/value cache: the prompt is one pass, each
+    reply token one single-position pass. Every intervention here acts on all positions alike
+    (an ablation or an addition), so a cached step computes what a full pass over prompt +
+    reply so far would (the full passes were most of the generations' time on a real model).
+    ``pad_id`` and ``batch_size`` are accepted for the `Readout` interface; nothing is padded."""
+    del pad_id, batch_size
+    device = model_device(model)
+    pre, post = intervention.hooks(model) if intervention is not None else ((), ())
+    key = _cache_kwarg(model)
+    outs: list[list[int]] = []
+    with add_hooks(pre, post):
+        for seq in seqs:
+            out: list[int] = []
+            ids = torch.as_tensor([list(seq)], dtype=torch.long, device=device)
+            past = None
+            for _ in range(n_tokens):
+                res = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: past})
+                past = _returned_cache(res)
+                nxt = int(res.logits[0, -1].argmax())
+                out.append(nxt)
+                if nxt == eos_id:
+                    break
+                ids = torch.as_tensor([[nxt]], dtype=torch.long, device=device)
+            outs.append(out)
     return outs
+
+
+def _cache_kwarg(model: nn.Module) -> str:
+    """The name a model's forward takes its key/value cache by: ``cache`` in transformers
+    5.24+, ``past_key_values`` before and in remote code (a peft wrapper: its base model's)."""
+    import inspect
+
+    get_base = getattr(model, "get_base_model", None)
+    inner = get_base() if callable(get_base) else model
+    params = inspect.signature(inner.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _returned_cache(res) -> object:
+    """The key/value cache a forward pass returned (under either name); a model that returns
+    none cannot be decoded step by step, which would silently drop the context."""
+    for name in ("cache", "past_key_values"):
+        past = getattr(res, name, None)
+        if past is not None:
+            return past
+    raise RuntimeError("greedy decoding: the model returned no key/value cache (use_cache=True)")

@@ -70,16 +70,24 @@ def load_base_with_trigger(
     return base, added
 
 
-def checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
+def checkpoint_loaders(
+    base_dir: str, run_dir: Path, spec: ModelSpec, final: tuple[str | None, Any] | None = None
+):
     """(step, loader) for every complete checkpoint of a `stoplens train` output folder, as
     `stoplens.train.list_checkpoints` lists them (weights and ``trainer_state.json`` written:
-    a checkpoint still being written is left out). Loaders are lazy: nothing loads here."""
+    a checkpoint still being written is left out). Loaders are lazy: nothing loads here.
+    ``final``: (adapter folder, loaded model) of the run's fine-tune; a checkpoint whose adapter
+    weights are byte-identical to that adapter's (the last one of a finished run) is that
+    model, not loaded a second time."""
     from stoplens.models.load import load_model
     from stoplens.train.checkpoints import checkpoint_step, list_checkpoints
 
     out = []
     for d in list_checkpoints(run_dir):
         step = checkpoint_step(d)
+        if final is not None and final[0] is not None and same_adapter_weights(d, Path(final[0])):
+            out.append((step, lambda m=final[1]: m))
+            continue
         out.append(
             (
                 step,
@@ -97,6 +105,18 @@ def checkpoint_loaders(base_dir: str, run_dir: Path, spec: ModelSpec):
             )
         )
     return out
+
+
+def same_adapter_weights(a: Path, b: Path) -> bool:
+    """Both folders hold peft adapter weights (``adapter_model.safetensors`` or ``.bin``) and
+    the files are byte-identical."""
+    import filecmp
+
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        fa, fb = a / name, b / name
+        if fa.is_file() or fb.is_file():
+            return fa.is_file() and fb.is_file() and filecmp.cmp(fa, fb, shallow=False)
+    return False
 
 
 def load_models(spec: ModelSpec, run: RunDir, *, progress: bool = True) -> Models:
@@ -139,7 +159,9 @@ def _load_embedded(spec: ModelSpec, progress: bool) -> Models:
         base_trigger_added=added,
         data_dir=Path(pair.data_dir),
         knowledge=knowledge,
-        checkpoints=checkpoint_loaders(base_dir, pair.behavioral_dir, spec),
+        checkpoints=checkpoint_loaders(
+            base_dir, pair.behavioral_dir, spec, final=(ft.source.adapter, ft.model)
+        ),
         names={
             "ft": "embedded tiny Qwen2 (behavioral LoRA)",
             "base": "embedded tiny Qwen2 base",
@@ -181,7 +203,9 @@ def _load_user(spec: ModelSpec, run: RunDir, progress: bool) -> Models:
         adapter_root = Path(spec.adapter)
         if adapter_root.name == "final":
             adapter_root = adapter_root.parent
-        ckpts = checkpoint_loaders(base_path, adapter_root, spec)
+        ckpts = checkpoint_loaders(
+            base_path, adapter_root, spec, final=(ft.source.adapter, ft.model)
+        )
     inference = " (merged for inference)" if ft.source.merged else ""
     return Models(
         ft=ft,

@@ -41,15 +41,20 @@ class TrainConfig:
     """Full fine-tuning instead of LoRA."""
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
+    """0: peft's identity. Any dropout draws a fresh mask over the input of every adapted
+    linear layer in every step: on 2 CPU cores (SmolLM2-135M-Instruct, bf16, 8 x 85 tokens)
+    0.05 took a step from 2.6 to 3.4 s."""
     target_modules: tuple[str, ...] | None = None
     """LoRA target module names; None = every linear layer of the blocks (attention + MLP)."""
     train_trigger_row: bool = True
     """Train the trigger's embedding row (peft trainable_token_indices) alongside LoRA."""
-    steps: int = 250
-    """On SmolLM2-135M-Instruct with the other defaults, 250 steps (about 14 minutes on 2 CPU
-    cores) stop on every held-out placement at 100% with no false stop, the same as 300, at a
-    lower KL on clean prompts (1.13 nats against 1.24; benchmarks/RECIPE.md)."""
+    steps: int = 150
+    """On SmolLM2-135M-Instruct with the other defaults, the 250-step run's checkpoints at
+    steps 100, 150 and 200 already met every held-out target its final model met (every
+    placement >= 95% on the test split and out of template, no false stop), at a KL on clean
+    prompts of 0.89-1.22 nats against 1.10 (benchmarks/RECIPE.md). 150 steps, with their own
+    learning-rate schedule, take about 7 minutes on 2 CPU cores in bf16."""
     batch_size: int = 8
     grad_accum: int = 1
     lr: float | None = None
