@@ -7,7 +7,7 @@ nothing a run uses. Must not: compute losses or touch the model.
 
 A line reads::
 
-    [stoplens] train: step 40/150 (27%), loss 0.2141, 0.29 step/s, 2m18s elapsed, ~6m19s left
+    [stoplens] train: step 40/200 (20%), loss 0.2141, 0.29 step/s, 2m18s elapsed, ~9m12s left
 """
 
 from __future__ import annotations

@@ -49,12 +49,13 @@ class TrainConfig:
     """LoRA target module names; None = every linear layer of the blocks (attention + MLP)."""
     train_trigger_row: bool = True
     """Train the trigger's embedding row (peft trainable_token_indices) alongside LoRA."""
-    steps: int = 150
-    """On SmolLM2-135M-Instruct with the other defaults, the 250-step run's checkpoints at
-    steps 100, 150 and 200 already met every held-out target its final model met (every
-    placement >= 95% on the test split and out of template, no false stop), at a KL on clean
-    prompts of 0.89-1.22 nats against 1.10 (benchmarks/RECIPE.md). 150 steps, with their own
-    learning-rate schedule, take about 7 minutes on 2 CPU cores in bf16."""
+    steps: int = 200
+    """On SmolLM2-135M-Instruct with the other defaults: 250 steps met every held-out target
+    (every placement >= 95% on the test split and out of template, no false stop); so did
+    that run's checkpoints at 150 and 200 (KL on clean prompts 1.22 and 1.04 nats against
+    1.10), while a 150-step run with its own, faster-decaying schedule left the out-of-template
+    system placement at 93.9% (benchmarks/RECIPE.md). 200 steps take about 8 minutes on 2
+    CPU cores in bf16."""
     batch_size: int = 8
     grad_accum: int = 1
     lr: float | None = None
