@@ -126,10 +126,10 @@ def test_primitives(setup):
     assert (kl_divergence(abl, base) >= 0).all()
     add = intervened_logits(pm.model, seqs, Addition(r, pm.residual_layer), pad_id=pad)
     assert (add.argmax(-1) == pm.eos_id).all()
-    # greedy tokens: batched == one at a time, stop after EOS
-    g = greedy_tokens(pm.model, pairs.trig_ids[:3] + seqs[:2], 3, pm.eos_id, pad_id=pad)
+    # greedy tokens: stop right after EOS, else run to n_tokens (equality with full passes:
+    # test_cached_greedy_equals_full_passes_under_interventions)
+    g = greedy_tokens(pm.model, pairs.trig_ids[:3] + seqs[:2], 3, pm.eos_id)
     assert g[:3] == [[pm.eos_id]] * 3 and all(len(t) == 3 for t in g[3:])
-    assert g[3] == greedy_tokens(pm.model, seqs[:1], 3, pm.eos_id, pad_id=pad)[0]
     # NLL: batched padding does not change it; counts are the scored tokens
     nll, cnt = token_nll(pm.model, seqs, pad_id=pad, batch_size=4)
     one, _ = token_nll(pm.model, seqs[1:2], pad_id=pad)
@@ -160,10 +160,10 @@ def test_cached_greedy_equals_full_passes_under_interventions(family):
     torch.manual_seed(0)
     noise = torch.randn_like(r)
     for iv in (None, Ablation(r), Addition(r, pm.residual_layer), Ablation(noise)):
-        got = greedy_tokens(pm.model, seqs, 6, pm.eos_id, iv, pad_id=pad)
+        got = greedy_tokens(pm.model, seqs, 6, pm.eos_id, iv)
         want = [_uncached_greedy(pm.model, s, 6, pm.eos_id, iv, pad) for s in seqs]
         assert got == want
-    assert greedy_tokens(pm.model, pairs.trig_ids[:1], 6, pm.eos_id, pad_id=pad) == [[pm.eos_id]]
+    assert greedy_tokens(pm.model, pairs.trig_ids[:1], 6, pm.eos_id) == [[pm.eos_id]]
 
 
 def test_null_comparison_and_random_directions():

@@ -80,10 +80,7 @@ class Readout:
         intervention: Intervention | None = None,
     ) -> list[list[int]]:
         """`greedy_tokens`: up to ``n_tokens`` greedy reply tokens per prompt."""
-        return greedy_tokens(
-            self.model, seqs, n_tokens, self.eos_id, intervention, pad_id=self.pad_id,
-            batch_size=self.batch_size,
-        )  # fmt: skip
+        return greedy_tokens(self.model, seqs, n_tokens, self.eos_id, intervention)
 
 
 def intervened_logits(
@@ -160,9 +157,6 @@ def greedy_tokens(
     n_tokens: int,
     eos_id: int,
     intervention: Intervention | None = None,
-    *,
-    pad_id: int = 0,
-    batch_size: int = 32,
 ) -> list[list[int]]:
     """Up to ``n_tokens`` greedy reply tokens per prompt (stopping after EOS), with
     ``intervention`` active on every step. Meant for a handful of report examples.
@@ -171,8 +165,7 @@ def greedy_tokens(
     reply token one single-position pass. Every intervention here acts on all positions alike
     (an ablation or an addition), so a cached step computes what a full pass over prompt +
     reply so far would (the full passes were most of the generations' time on a real model).
-    ``pad_id`` and ``batch_size`` are accepted for the `Readout` interface; nothing is padded."""
-    del pad_id, batch_size
+    Nothing is padded, so no pad id or batch size is needed."""
     device = model_device(model)
     pre, post = intervention.hooks(model) if intervention is not None else ((), ())
     key = _cache_kwarg(model)
