@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 _ALL = ("--device", "--dtype", "--threads", "--model-config", "--quick", "--no-write")
 BENCHMARKS = [
     ("capture_overhead.py", ["--reps", "5"], _ALL),
+    ("shared_prefix.py", [], _ALL),
     ("vs_baselines.py", [], _ALL),
     ("scaling.py", [], _ALL),
     ("suite_stages.py", [], _ALL),

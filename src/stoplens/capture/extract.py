@@ -9,13 +9,25 @@ final norm and unembedding. Must not: compute statistics or plot.
 
 Residual indexing: see `stoplens.models.arch` (residual[l] = input of block l; residual[L] =
 output of the last block, before the final norm).
+
+Shared prefixes. Chat prompts begin with the same template header (on SmolLM2-135M-Instruct
+the default system prompt: 20 of a pair prompt's ~47 tokens, in 5 of 6 prompts). Where the
+hooks of a pass act alike at every position (none, or an intervention everywhere:
+``uniform_hooks``) and nothing is read inside it, a batch runs the prefix its sequences share
+once, as a batch of one with the model's key/value cache, and the rest from that cache; the
+batches are formed so that the prompts beginning with the common header go together. This
+is the same computation as the full pass up to float rounding (tested per family);
+``share_prefix=False`` turns it off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,6 +51,10 @@ HookFactory = Callable[
 Resume = tuple[int, Callable[[list[int], int], torch.Tensor]]
 """(k, f): start the forward pass at block k; ``f(batch_indices, T)`` returns residual[k] of
 those sequences right-padded to length T, [B, T, d]. Blocks before k are not computed."""
+
+
+SHARED_PREFIX_MIN = 8
+"""A batch runs its shared prefix once only where it is at least this many tokens long."""
 
 
 class _StopForward(Exception):
@@ -75,11 +91,16 @@ def run_batched(
     batch_size: int = 32,
     desc: str | None = None,
     progress: bool = True,
+    groups: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Call ``fn(indices)`` on length-sorted batches of item indices and stitch the results
-    (first dimension = items) back into the original order. On out-of-memory the batch size
-    is halved and the batch retried, down to 1."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    """Call ``fn(indices)`` on length-sorted batches of item indices (sorted by ``groups``
+    first, where given) and stitch the results (first dimension = items) back into the
+    original order. On out-of-memory the batch size is halved and the batch retried, down
+    to 1."""
+    if groups is None:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    else:
+        order = sorted(range(len(lengths)), key=lambda i: (groups[i], lengths[i]))
     results: list[torch.Tensor | None] = [None] * len(order)
     bs = max(1, int(batch_size))
     start = 0
@@ -129,6 +150,7 @@ class _Capture:
     pad_id: int
     hook_factory: HookFactory | None
     resume: Resume | None
+    share_prefix: bool = False
 
 
 def _checked_layers(
@@ -161,6 +183,8 @@ def capture_residuals(
     batch_size: int = 32,
     hook_factory: HookFactory | None = None,
     resume: Resume | None = None,
+    uniform_hooks: bool = False,
+    share_prefix: bool = True,
     progress: bool = True,
     desc: str = "capture",
 ) -> torch.Tensor:
@@ -175,6 +199,10 @@ def capture_residuals(
         resume: optional ``(k, f)`` (see `Resume`): the pass starts at block k from stored
             residual[k] (0 < k < L; ``layers`` must all be >= k; the hook factory's hooks must
             not sit on blocks before k, which are bypassed).
+        uniform_hooks: the hook factory's hooks act alike at every position (e.g. an
+            ablation or an addition everywhere), so a prefix may run on its own.
+        share_prefix: run a prefix a batch's sequences share once (module docstring), where
+            allowed: no ``resume``, no hooks or uniform ones, a model with a key/value cache.
 
     Returns:
         float32 tensor [n, len(layers), P, d_model] on CPU.
@@ -185,14 +213,70 @@ def capture_residuals(
     device = model_device(model)
     if resume is not None and not (0 < resume[0] < L and min(layer_list) >= resume[0]):
         raise ValueError(f"resume at block {resume[0]}: needs 0 < k < {L} and layers >= k")
-    c = _Capture(model, blocks, device, seqs, positions, layer_list, pad_id, hook_factory, resume)
+    share = (
+        share_prefix
+        and resume is None
+        and (hook_factory is None or uniform_hooks)
+        and cache_kwarg(model) is not None
+    )
+    c = _Capture(
+        model, blocks, device, seqs, positions, layer_list, pad_id, hook_factory, resume, share
+    )
     return run_batched(
         lambda idx: _capture_batch(c, idx),
         [len(s) for s in seqs],
         batch_size,
         desc=desc,
         progress=progress,
+        groups=prefix_groups(seqs) if share else None,
     )
+
+
+def prefix_groups(seqs: Sequence[Sequence[int]]) -> list[int] | None:
+    """0 for the sequences that begin with the longest prefix at least half of them share
+    (e.g. a chat template's header), 1 for the others; None when that prefix is shorter
+    than `SHARED_PREFIX_MIN`. Batching by this group keeps the header's prompts together."""
+    n = len(seqs)
+    members = list(range(n))
+    h = 0
+    while True:
+        nxt = Counter(seqs[i][h] for i in members if len(seqs[i]) > h + 1)
+        if not nxt:
+            break
+        tok, count = nxt.most_common(1)[0]
+        if 2 * count < n:
+            break
+        members = [i for i in members if len(seqs[i]) > h + 1 and seqs[i][h] == tok]
+        h += 1
+    if h < SHARED_PREFIX_MIN:
+        return None
+    groups = [1] * n
+    for i in members:
+        groups[i] = 0
+    return groups
+
+
+def cache_kwarg(model: nn.Module) -> str | None:
+    """The name a model's forward takes its key/value cache by: ``cache`` in transformers
+    5.24+, ``past_key_values`` before and in remote code (a peft wrapper: its base model's);
+    None if it takes neither."""
+    get_base = getattr(model, "get_base_model", None)
+    inner = get_base() if callable(get_base) else model
+    params = inspect.signature(inner.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return None
+
+
+def returned_cache(res: Any) -> Any:
+    """The key/value cache a forward pass returned (under either name); a model that returns
+    none cannot continue from it, which would silently drop the context."""
+    for name in ("cache", "past_key_values"):
+        past = getattr(res, name, None)
+        if past is not None:
+            return past
+    raise RuntimeError("the model returned no key/value cache (use_cache=True)")
 
 
 def _reading_hooks(
@@ -236,13 +320,42 @@ def _resume_hooks(
     return [(c.blocks[k], edit_input(resumed))], list(c.blocks[:k])
 
 
+def _shared_length(c: _Capture, idx: list[int]) -> int:
+    """How many leading tokens the batch ``idx`` runs once (0: none): the prefix its
+    sequences share, short of every sequence's last token and of every position read."""
+    if not c.share_prefix:
+        return 0
+    seqs = [c.seqs[i] for i in idx]
+    shared = min(len(s) for s in seqs)
+    first = seqs[0]
+    for s in seqs[1:]:
+        shared = next((j for j in range(shared) if s[j] != first[j]), shared)
+    first_read = min(min(c.positions[i]) for i in idx)
+    n = min(shared, min(len(s) for s in seqs) - 1, first_read)
+    return n if n >= SHARED_PREFIX_MIN else 0
+
+
+def _prefix_cache(c: _Capture, ids: torch.Tensor, pos_ids: torch.Tensor, pre, post) -> Any:
+    """The key/value cache of ``ids`` [1, n] under the batch's (uniform) intervention hooks."""
+    with add_hooks(pre, post):
+        res = c.model(input_ids=ids, position_ids=pos_ids, use_cache=True)
+    return returned_cache(res)
+
+
 def _capture_batch(c: _Capture, idx: list[int]) -> torch.Tensor:
     """One forward pass over the sequences ``idx``: [B, len(layers), P, d] float32 on CPU."""
     ids, mask, pos_ids = pad_batch([c.seqs[i] for i in idx], c.pad_id, c.device)
     pos = torch.as_tensor([list(c.positions[i]) for i in idx], dtype=torch.long)
+    extra_pre, extra_post = c.hook_factory(idx, ids) if c.hook_factory else ((), ())
+    n = _shared_length(c, idx)
+    kwargs: dict[str, Any] = {"use_cache": False}
+    if n:
+        cache = _prefix_cache(c, ids[:1, :n], pos_ids[:1, :n], extra_pre, extra_post)
+        cache.batch_repeat_interleave(len(idx))
+        kwargs = {"use_cache": True, str(cache_kwarg(c.model)): cache}
+        ids, pos_ids, pos = ids[:, n:], pos_ids[:, n:], pos - n  # the mask keeps the prefix
     store: dict[int, torch.Tensor] = {}
     pre, post = _reading_hooks(c, pos, store)
-    extra_pre, extra_post = c.hook_factory(idx, ids) if c.hook_factory else ((), ())
     start, skipped = _resume_hooks(c, idx, ids.shape[1])
     # order on one module: the resumed input, then interventions, then capture
     with (
@@ -250,7 +363,7 @@ def _capture_batch(c: _Capture, idx: list[int]) -> torch.Tensor:
         add_hooks([*start, *extra_pre, *pre], [*extra_post, *post]),
         contextlib.suppress(_StopForward),
     ):
-        c.model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+        c.model(input_ids=ids, attention_mask=mask, position_ids=pos_ids, **kwargs)
     missing = [layer for layer in c.layers if layer not in store]
     if missing:
         raise RuntimeError(f"capture: layers {missing} were not reached in the forward pass")
@@ -326,11 +439,14 @@ def last_logits(
     batch_size: int = 32,
     hook_factory: HookFactory | None = None,
     resume: Resume | None = None,
+    uniform_hooks: bool = False,
+    share_prefix: bool = True,
     progress: bool = True,
     desc: str = "logits",
 ) -> torch.Tensor:
     """Next-token logits at each sequence's last position, [n, vocab] float32 on CPU; the
-    LM head runs on those positions only. ``resume``: see `capture_residuals`."""
+    LM head runs on those positions only. ``resume``, ``uniform_hooks``, ``share_prefix``:
+    see `capture_residuals`."""
     L = arch.n_layers(model)
     resid = capture_residuals(
         model,
@@ -341,6 +457,8 @@ def last_logits(
         batch_size=batch_size,
         hook_factory=hook_factory,
         resume=resume,
+        uniform_hooks=uniform_hooks,
+        share_prefix=share_prefix,
         progress=progress,
         desc=desc,
     )[:, 0, 0]

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoplens.capture.extract import kl_divergence, last_logits, pad_batch, run_batched, stop_score
+from stoplens.capture.extract import (
+    kl_divergence,
+    last_logits,
+    pad_batch,
+    prefix_groups,
+    run_batched,
+    stop_score,
+)
 from stoplens.models import arch
 
 __all__ = [
@@ -123,7 +130,9 @@ def decision_readout(
     length-sorted batches, out-of-memory back-off (`run_batched`) and last-position logits
     (`last_logits`: the forward pass stops after the last block; the final norm and LM head
     run on the last positions only) as capture and the interventions use. Padded vocabularies
-    are compared on their shared part."""
+    are compared on their shared part. The batches keep the prompts that begin with the
+    common template header together, so each runs that header once
+    (`stoplens.capture.extract.prefix_groups`)."""
 
     def one_batch(idx: list[int]) -> torch.Tensor:
         batch = [seqs[i] for i in idx]
@@ -140,7 +149,8 @@ def decision_readout(
         )
         return torch.stack([c.double() for c in cols], dim=1)  # [B, 5]
 
-    out = run_batched(one_batch, [len(s) for s in seqs], batch_size, desc, progress).numpy()
+    lengths = [len(s) for s in seqs]
+    out = run_batched(one_batch, lengths, batch_size, desc, progress, prefix_groups(seqs)).numpy()
     return DecisionReadout(
         ft_score=out[:, 0],
         base_score=out[:, 1],

@@ -22,9 +22,11 @@ from torch import nn
 
 from stoplens.capture.extract import (
     Resume,
+    cache_kwarg,
     last_logits,
     model_device,
     pad_batch,
+    returned_cache,
     run_batched,
     stop_score,
 )
@@ -101,6 +103,7 @@ def intervened_logits(
         batch_size=batch_size,
         hook_factory=hook_factory(model, intervention),
         resume=resume,
+        uniform_hooks=True,  # every `Intervention` acts alike at all positions
         progress=False,
     )
 
@@ -168,7 +171,9 @@ def greedy_tokens(
     Nothing is padded, so no pad id or batch size is needed."""
     device = model_device(model)
     pre, post = intervention.hooks(model) if intervention is not None else ((), ())
-    key = _cache_kwarg(model)
+    key = cache_kwarg(model)
+    if key is None:
+        raise RuntimeError("greedy decoding: the model's forward takes no key/value cache")
     outs: list[list[int]] = []
     with add_hooks(pre, post):
         for seq in seqs:
@@ -177,7 +182,7 @@ def greedy_tokens(
             past = None
             for _ in range(n_tokens):
                 res = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{key: past})
-                past = _returned_cache(res)
+                past = returned_cache(res)
                 nxt = int(res.logits[0, -1].argmax())
                 out.append(nxt)
                 if nxt == eos_id:
@@ -185,24 +190,3 @@ def greedy_tokens(
                 ids = torch.as_tensor([[nxt]], dtype=torch.long, device=device)
             outs.append(out)
     return outs
-
-
-def _cache_kwarg(model: nn.Module) -> str:
-    """The name a model's forward takes its key/value cache by: ``cache`` in transformers
-    5.24+, ``past_key_values`` before and in remote code (a peft wrapper: its base model's)."""
-    import inspect
-
-    get_base = getattr(model, "get_base_model", None)
-    inner = get_base() if callable(get_base) else model
-    params = inspect.signature(inner.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _returned_cache(res) -> object:
-    """The key/value cache a forward pass returned (under either name); a model that returns
-    none cannot be decoded step by step, which would silently drop the context."""
-    for name in ("cache", "past_key_values"):
-        past = getattr(res, name, None)
-        if past is not None:
-            return past
-    raise RuntimeError("greedy decoding: the model returned no key/value cache (use_cache=True)")
