@@ -78,7 +78,7 @@ class CausalConfig:
     patch_groups: tuple[str, ...] = DEFAULT_GROUPS
     patch_noising: bool = True  # also patch control -> triggered
     patch_min_gap: float = 1.0  # min |stop score(trig) - stop score(ctrl)| for a pair to count
-    patch_max_pairs: int | None = 64  # patching cost is (L+1) x groups x pairs forwards
+    patch_max_pairs: int | None = 48  # patching cost is (L+1) x groups x pairs forwards
     patch_max_layers: int | None = 16  # deeper models: an evenly spaced grid incl. 0 and L
     patch_guide_min: float = 0.5  # selection candidates: denoising recovery at the decision pos.
     # directions and selection
@@ -92,7 +92,7 @@ class CausalConfig:
     # test effects
     n_random: int = 32
     n_random_kl: int = 8  # random directions behind the KL reference (kl_null_mean)
-    null_prompts: int | None = 48  # pairs each random direction runs on (None: all)
+    null_prompts: int | None = 32  # pairs each random direction runs on (None: all)
     n_examples: int = 4
     gen_tokens: int = 8
     # generalization: explicit (fit placements, test placements) splits, or None for the

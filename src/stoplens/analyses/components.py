@@ -75,7 +75,7 @@ class ComponentConfig:
     groups: tuple[str, ...] = ("suffix", "trigger", "after", "post")
     rank_group: str = "suffix"
     modes: tuple[str, ...] = MODES
-    max_pairs: int | None = 64
+    max_pairs: int | None = 48  # each exact cell is a pass over these pairs per mode
     min_gap: float = 1.0
     min_effect: float = 0.1  # |normalised effect| a component needs to count as beyond the null
     max_exact_all: int = 64  # patch every component exactly when there are at most this many
