@@ -105,13 +105,53 @@ def test_run_batched_backs_off_on_oom_and_keeps_order():
 
     out = run_batched(fn, [5, 1, 3, 2, 4], batch_size=8, progress=False)
     assert out[:, 0].tolist() == [0, 1, 2, 3, 4]
-    assert calls == [5, 4, 2, 2, 1]  # 8 -> 4 -> 2 on OOM, then the rest at 2
+    assert calls == [5, 2, 2, 1]  # the failing batch of 5 halved to 2, then the rest at 2
 
     def bad(idx):
         raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         run_batched(bad, [1, 2], progress=False)
+
+
+def test_plan_batches_minimises_padding_plus_overhead():
+    import itertools
+    import random
+
+    from stoplens.capture.extract import plan_batches
+
+    rng = random.Random(0)
+    for _ in range(30):
+        lengths = [rng.randint(5, 120) for _ in range(rng.randint(1, 9))]
+        bs, over = rng.randint(1, 5), float(rng.choice([0, 10, 64, 500]))
+        plan = plan_batches(lengths, bs, overhead=over)
+        assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+        assert all(len(b) <= bs for b in plan)
+
+        def cost(batches, lengths=lengths, over=over):
+            return sum(len(b) * max(lengths[i] for i in b) + over for b in batches)
+
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        best = min(  # every split of the sorted order into contiguous batches
+            cost([order[a:b] for a, b in itertools.pairwise((0, *cuts, len(order)))])
+            for r in range(len(order))
+            for cuts in itertools.combinations(range(1, len(order)), r)
+            if all(b - a <= bs for a, b in itertools.pairwise((0, *cuts, len(order))))
+        )
+        assert cost(plan) == pytest.approx(best)
+
+
+def test_plan_batches_groups_and_fixed_sizes():
+    from stoplens.capture.extract import plan_batches
+
+    lengths = [30, 10, 20, 40, 50, 60]
+    assert plan_batches(lengths, 4) == [[1, 2, 0, 3], [4, 5]]  # no overhead: runs of 4
+    groups = [1, 0, 1, 0, 0, 1]
+    plan = plan_batches(lengths, 4, groups)
+    assert plan == [[1, 3, 4], [2, 0, 5]]  # never a batch across groups
+    # very different lengths: split when padding costs more than a pass
+    assert plan_batches([10, 10, 10, 200], 4, overhead=64) == [[0, 1, 2], [3]]
+    assert plan_batches([10, 10, 10, 200], 4, overhead=1e6) == [[0, 1, 2, 3]]
 
 
 def test_render_replaces_placeholder_only():

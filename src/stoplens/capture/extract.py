@@ -92,42 +92,101 @@ def run_batched(
     desc: str | None = None,
     progress: bool = True,
     groups: Sequence[int] | None = None,
+    overhead: float | None = None,
 ) -> torch.Tensor:
-    """Call ``fn(indices)`` on length-sorted batches of item indices (sorted by ``groups``
-    first, where given) and stitch the results (first dimension = items) back into the
-    original order. On out-of-memory the batch size is halved and the batch retried, down
-    to 1."""
-    if groups is None:
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    else:
-        order = sorted(range(len(lengths)), key=lambda i: (groups[i], lengths[i]))
-    results: list[torch.Tensor | None] = [None] * len(order)
-    bs = max(1, int(batch_size))
-    start = 0
+    """Call ``fn(indices)`` on the batches `plan_batches` makes (length-sorted, by ``groups``
+    first where given; at most ``batch_size`` items; with ``overhead``, sized against padding)
+    and stitch the results (first dimension = items) back into the original order. On
+    out-of-memory the batch is halved and retried, and later batches are kept to that size,
+    down to 1."""
+    queue = plan_batches(lengths, batch_size, groups, overhead)
+    results: list[torch.Tensor | None] = [None] * len(lengths)
+    cap = max(1, int(batch_size))
     bar = progress_bar(
-        total=len(order), desc=desc or "forward", enabled=progress and len(order) > 0
+        total=len(lengths), desc=desc or "forward", enabled=progress and len(lengths) > 0
     )
     try:
-        while start < len(order):
-            idx = order[start : start + bs]
+        while queue:
+            idx = queue.pop(0)
+            if len(idx) > cap:
+                queue[:0] = [idx[k : k + cap] for k in range(0, len(idx), cap)]
+                continue
             try:
                 out = fn(idx)
             except (RuntimeError, torch.OutOfMemoryError) as e:
-                if not _is_oom(e) or bs == 1:
+                if not _is_oom(e) or len(idx) == 1:
                     raise
-                bs = max(1, bs // 2)
+                cap = max(1, len(idx) // 2)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+                queue.insert(0, idx)
                 continue
             for k, i in enumerate(idx):
                 results[i] = out[k]
-            start += len(idx)
             bar.update(len(idx))
     finally:
         bar.close()
     if not results:
         raise ValueError("run_batched: no items")
     return torch.stack([r for r in results if r is not None])
+
+
+def plan_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    groups: Sequence[int] | None = None,
+    overhead: float | None = None,
+) -> list[list[int]]:
+    """Batches of item indices, sorted by (group, length), never mixing groups.
+
+    Without ``overhead``: consecutive runs of ``batch_size`` items. With it (the cost of one
+    forward pass beyond its tokens, in tokens): the split of the sorted items into batches of
+    at most ``batch_size`` that minimises padded tokens + ``overhead`` per batch (exact, by
+    dynamic programming). A right-padded batch costs its size x its longest length: 32 chat
+    prompts of 24-110 tokens in one batch are 3520 token slots for ~1500 tokens."""
+    n = len(lengths)
+    key = (lambda i: lengths[i]) if groups is None else (lambda i: (groups[i], lengths[i]))
+    order = sorted(range(n), key=key)
+    bs = max(1, int(batch_size))
+    runs: list[list[int]] = []
+    for i in order:  # one run per group
+        if runs and (groups is None or groups[runs[-1][-1]] == groups[i]):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    out: list[list[int]] = []
+    for run in runs:
+        if overhead is None:
+            out += [run[k : k + bs] for k in range(0, len(run), bs)]
+            continue
+        m = len(run)
+        best = [0.0] + [float("inf")] * m  # best[j]: cost of the first j items
+        cut = [0] * (m + 1)
+        for j in range(1, m + 1):
+            longest = lengths[run[j - 1]]
+            for i in range(max(0, j - bs), j):
+                c = best[i] + (j - i) * longest + overhead
+                if c < best[j]:
+                    best[j], cut[j] = c, i
+        bounds, j = [], m
+        while j > 0:
+            bounds.append((cut[j], j))
+            j = cut[j]
+        out += [run[a:b] for a, b in reversed(bounds)]
+    return out
+
+
+def batch_overhead(model: nn.Module) -> float | None:
+    """The cost of one forward pass beyond its tokens, in tokens, for `plan_batches`: on a
+    CPU about 2e10 FLOPs (measured on SmolLM2-135M-Instruct in bf16 on 2 cores: 1 x 8
+    tokens took 60 ms, 32 x 47 tokens 1.03 ms per token, so ~100 tokens), and at least 64
+    tokens; None (fixed batches) on an accelerator, where padding to a full batch costs
+    little."""
+    if arch.input_device(model).type != "cpu":
+        return None
+    emb = arch.get_embed(model).weight.numel()
+    flops = 2.0 * max(1, sum(p.numel() for p in model.parameters()) - emb)
+    return max(64.0, 2e10 / flops)
 
 
 def _gather(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -229,6 +288,7 @@ def capture_residuals(
         desc=desc,
         progress=progress,
         groups=prefix_groups(seqs) if share else None,
+        overhead=batch_overhead(model),
     )
 
 

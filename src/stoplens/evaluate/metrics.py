@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from stoplens.capture.extract import (
+    batch_overhead,
     kl_divergence,
     last_logits,
     pad_batch,
@@ -149,8 +150,9 @@ def decision_readout(
         )
         return torch.stack([c.double() for c in cols], dim=1)  # [B, 5]
 
-    lengths = [len(s) for s in seqs]
-    out = run_batched(one_batch, lengths, batch_size, desc, progress, prefix_groups(seqs)).numpy()
+    lengths, groups = [len(s) for s in seqs], prefix_groups(seqs)
+    over = batch_overhead(ft)
+    out = run_batched(one_batch, lengths, batch_size, desc, progress, groups, over).numpy()
     return DecisionReadout(
         ft_score=out[:, 0],
         base_score=out[:, 1],
