@@ -1,8 +1,9 @@
 """Batched activation extraction: all requested residual-stream layers in one forward pass,
 kept only at the requested positions, accumulated in float32.
 
-Owns: batching (length-sorted, right-padded, explicit position ids), the automatic batch-size
-back-off on out-of-memory, reading residual[l] with hooks (never HF's ``hidden_states[-1]``,
+Owns: batching (length-sorted, right-padded, explicit position ids; on a CPU sized against
+padding, `plan_batches`), the automatic batch-size back-off on out-of-memory, running a shared
+prompt prefix once (below), reading residual[l] with hooks (never HF's ``hidden_states[-1]``,
 which is after the final norm for Llama/Qwen), stopping the forward pass after the last needed
 block (no final norm, no LM head unless asked), and last-position logits via the model's own
 final norm and unembedding. Must not: compute statistics or plot.
@@ -316,17 +317,18 @@ def prefix_groups(seqs: Sequence[Sequence[int]]) -> list[int] | None:
     return groups
 
 
+def _takes(model: nn.Module, name: str) -> bool:
+    """Whether the model's forward (under peft: its base model's) has a parameter ``name``."""
+    get_base = getattr(model, "get_base_model", None)
+    inner = get_base() if callable(get_base) else model
+    return name in inspect.signature(inner.forward).parameters
+
+
 def cache_kwarg(model: nn.Module) -> str | None:
     """The name a model's forward takes its key/value cache by: ``cache`` in transformers
     5.24+, ``past_key_values`` before and in remote code (a peft wrapper: its base model's);
     None if it takes neither."""
-    get_base = getattr(model, "get_base_model", None)
-    inner = get_base() if callable(get_base) else model
-    params = inspect.signature(inner.forward).parameters
-    for name in ("cache", "past_key_values"):
-        if name in params:
-            return name
-    return None
+    return next((n for n in ("cache", "past_key_values") if _takes(model, n)), None)
 
 
 def returned_cache(res: Any) -> Any:
@@ -396,9 +398,11 @@ def _shared_length(c: _Capture, idx: list[int]) -> int:
 
 
 def _prefix_cache(c: _Capture, ids: torch.Tensor, pos_ids: torch.Tensor, pre, post) -> Any:
-    """The key/value cache of ``ids`` [1, n] under the batch's (uniform) intervention hooks."""
+    """The key/value cache of ``ids`` [1, n] under the batch's (uniform) intervention hooks
+    (the LM head on the last position only, where the model can)."""
+    keep = {"logits_to_keep": 1} if _takes(c.model, "logits_to_keep") else {}
     with add_hooks(pre, post):
-        res = c.model(input_ids=ids, position_ids=pos_ids, use_cache=True)
+        res = c.model(input_ids=ids, position_ids=pos_ids, use_cache=True, **keep)
     return returned_cache(res)
 
 
