@@ -11,7 +11,7 @@ from stoplens.capture.extract import (
     last_logits,
     prefix_groups,
 )
-from stoplens.interventions.primitives import Ablation, Addition, SubspaceAblation
+from stoplens.interventions.primitives import Ablation, Addition, SubspaceAblation, hook_factory
 from stoplens.interventions.readout import intervened_logits
 from stoplens.models import arch
 
@@ -71,14 +71,14 @@ def test_interventions_equal_full_pass(family_model, kind):
     }[kind]
     seqs = _prompts(17, seed=2)
     shared = intervened_logits(family_model, seqs, iv, batch_size=6)
-    from stoplens.capture.extract import last_logits as ll
-    from stoplens.interventions.primitives import hook_factory
-
-    full = ll(family_model, seqs, batch_size=6, hook_factory=hook_factory(family_model, iv),
-              share_prefix=False, progress=False)  # fmt: skip
+    hooks = hook_factory(family_model, iv)
+    full = last_logits(family_model, seqs, batch_size=6, hook_factory=hooks, share_prefix=False,
+                       progress=False)  # fmt: skip
     plain = intervened_logits(family_model, seqs, None, batch_size=6)
     torch.testing.assert_close(shared, full, rtol=1e-4, atol=1e-4)
     assert (shared - plain).abs().max() > 1e-3  # the intervention did something
+    assert _shared(family_model, seqs, lambda: intervened_logits(family_model, seqs, iv,
+                                                                batch_size=6)) >= 2  # fmt: skip
 
 
 @torch.no_grad()
@@ -95,24 +95,29 @@ def test_capture_reads_positions_after_the_prefix(family_model):
 @torch.no_grad()
 def test_no_sharing_where_a_read_position_lies_in_the_prefix(family_model):
     seqs = [[*HEADER, 50 + i, 60] for i in range(6)]
-    early = [[2, len(s) - 1] for s in seqs]
-    n = _shared(family_model, seqs, lambda: capture_residuals(family_model, seqs, early,
-                                                              progress=False))  # fmt: skip
-    assert n == 0
+
+    def runs(pos: list[list[int]]) -> int:
+        return _shared(family_model, seqs, lambda: capture_residuals(family_model, seqs, pos,
+                                                                     progress=False))  # fmt: skip
+
+    assert runs([[2, len(s) - 1] for s in seqs]) == 0
+    assert runs([[len(s) - 1] for s in seqs]) == 1  # the same prompts, read after the prefix
 
 
 @torch.no_grad()
 def test_position_dependent_hooks_never_share(family_model):
     """A hook factory not declared uniform (e.g. patching) runs full passes."""
     seqs = [[*HEADER, 50 + i, 60] for i in range(6)]
-    called: list[int] = []
 
     def factory(idx, ids):
-        called.append(ids.shape[1])
         return (), ()
 
-    last_logits(family_model, seqs, hook_factory=factory, progress=False)
-    assert called == [len(HEADER) + 2]
+    def runs(**kw) -> int:
+        return _shared(family_model, seqs, lambda: last_logits(family_model, seqs,
+                                                               progress=False, **kw))  # fmt: skip
+
+    assert runs(hook_factory=factory) == 0
+    assert runs(hook_factory=factory, uniform_hooks=True) == 1  # declared uniform: shared
 
 
 def test_prefix_groups():

@@ -132,9 +132,10 @@ class Nulls:
     needed than for the p-values (each costs one full pass over the clean prompts)."""
     max_prompts: int | None = 32
     """On SmolLM2-135M-Instruct (95 TEST pairs) the 32 directions' passes were 6.2 of the
-    causal suite's 28 minutes; on 48 prompts they took half (2.2 of 14 minutes), and 32
-    prompts (stratified by placement, ~4-5 per placement) bring the suite nearer its
-    30-minute budget for the whole run. The observed effect is ranked on the same prompts."""
+    causal suite's 28 minutes; on 48 prompts 2.2 of 14 minutes; on 32 (stratified by
+    placement, ~4-5 per placement), in batches sized against padding, 1.3 of 9.3 (32 alone
+    saved nothing: they were one batch padded to the longest prompt). The observed effect
+    is ranked on the same prompts."""
     pair_ids: frozenset[str] | None = None
     """Run the null only on the pairs with these ids (when at least 8 of the pairs have
     one), e.g. a held-out split on the pairs of the main effects' null: the random

@@ -210,7 +210,7 @@ class _Capture:
     pad_id: int
     hook_factory: HookFactory | None
     resume: Resume | None
-    share_prefix: bool = False
+    cache_key: str | None = None  # the forward's cache kwarg where a shared prefix may run
 
 
 def _checked_layers(
@@ -273,14 +273,10 @@ def capture_residuals(
     device = model_device(model)
     if resume is not None and not (0 < resume[0] < L and min(layer_list) >= resume[0]):
         raise ValueError(f"resume at block {resume[0]}: needs 0 < k < {L} and layers >= k")
-    share = (
-        share_prefix
-        and resume is None
-        and (hook_factory is None or uniform_hooks)
-        and cache_kwarg(model) is not None
-    )
+    allowed = share_prefix and resume is None and (hook_factory is None or uniform_hooks)
+    key = cache_kwarg(model) if allowed else None
     c = _Capture(
-        model, blocks, device, seqs, positions, layer_list, pad_id, hook_factory, resume, share
+        model, blocks, device, seqs, positions, layer_list, pad_id, hook_factory, resume, key
     )
     return run_batched(
         lambda idx: _capture_batch(c, idx),
@@ -288,7 +284,7 @@ def capture_residuals(
         batch_size,
         desc=desc,
         progress=progress,
-        groups=prefix_groups(seqs) if share else None,
+        groups=prefix_groups(seqs) if key is not None else None,
         overhead=batch_overhead(model),
     )
 
@@ -385,7 +381,7 @@ def _resume_hooks(
 def _shared_length(c: _Capture, idx: list[int]) -> int:
     """How many leading tokens the batch ``idx`` runs once (0: none): the prefix its
     sequences share, short of every sequence's last token and of every position read."""
-    if not c.share_prefix:
+    if c.cache_key is None:
         return 0
     seqs = [c.seqs[i] for i in idx]
     shared = min(len(s) for s in seqs)
@@ -416,7 +412,7 @@ def _capture_batch(c: _Capture, idx: list[int]) -> torch.Tensor:
     if n:
         cache = _prefix_cache(c, ids[:1, :n], pos_ids[:1, :n], extra_pre, extra_post)
         cache.batch_repeat_interleave(len(idx))
-        kwargs = {"use_cache": True, str(cache_kwarg(c.model)): cache}
+        kwargs = {"use_cache": True, str(c.cache_key): cache}
         ids, pos_ids, pos = ids[:, n:], pos_ids[:, n:], pos - n  # the mask keeps the prefix
     store: dict[int, torch.Tensor] = {}
     pre, post = _reading_hooks(c, pos, store)
